@@ -1,0 +1,46 @@
+"""dbnorm-qdrant: hubness normalisation (DBNorm, QB-Norm, CSLS, NNN) for embedding retrieval.
+
+Matrix level::
+
+    from dbnorm_qdrant import normalize
+    S_norm = normalize(S, "dualis", query_bank_sims=S_qb, gallery_bank_sims=S_gb)
+
+Vector level::
+
+    from dbnorm_qdrant import BankNormalizer
+    norm = BankNormalizer(query_bank, gallery_bank, method="dualis")
+    stats = norm.gallery_stats(gallery)          # once, at index time
+    idx, scores = norm.search(queries, gallery, stats, top_k=10)
+
+The Qdrant reranking layer lives in :mod:`dbnorm_qdrant.qdrant`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ._validation import InputError
+from .methods import METHODS, Params, normalize
+from .metrics import evaluate, hubness_metrics, retrieval_metrics
+from .normalizer import BankNormalizer
+from .stats import GalleryStats
+from .tuning import TuneResult, tune
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "BankNormalizer",
+    "GalleryStats",
+    "InputError",
+    "Params",
+    "TuneResult",
+    "evaluate",
+    "hubness_metrics",
+    "normalize",
+    "retrieval_metrics",
+    "tune",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

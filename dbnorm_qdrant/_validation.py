@@ -1,0 +1,100 @@
+"""Input checks shared by every public entry point.
+
+Every check raises :class:`InputError` (a :class:`ValueError`) whose message names
+the problem *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["InputError", "as_matrix", "check_beta", "check_k", "check_finite"]
+
+
+class InputError(ValueError):
+    """Bad input to a dbnorm_qdrant function (shape, dtype, values or parameters)."""
+
+
+def check_finite(a: np.ndarray, name: str) -> None:
+    """Raise if ``a`` holds NaN or infinite values."""
+    if a.size and not np.isfinite(a).all():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        raise InputError(
+            f"{name} contains {bad} NaN or infinite value(s); clean or drop those rows "
+            "(e.g. re-embed them or filter with numpy.isfinite) before normalising."
+        )
+
+
+def as_matrix(
+    a: Any,
+    name: str,
+    *,
+    ncols: int | None = None,
+    ncols_of: str | None = None,
+    allow_empty: bool = False,
+    finite: bool = True,
+) -> np.ndarray:
+    """Return ``a`` as a 2-D float32/float64 array (no copy when already one).
+
+    Integer and float16 input are promoted to float64 / float32. Raises
+    :class:`InputError` for the wrong number of dimensions, a column count that does
+    not match ``ncols``, an empty array, or (with ``finite``) NaN / inf.
+    """
+    if a is None:
+        raise InputError(f"{name} is required but was None.")
+    arr = np.asarray(a)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name} must be a numeric array, got dtype {arr.dtype}.")
+    if np.iscomplexobj(arr):
+        raise InputError(f"{name} must be real-valued, got dtype {arr.dtype}.")
+    if arr.ndim != 2:
+        raise InputError(
+            f"{name} must be 2-D (rows x columns), got shape {arr.shape}; "
+            "reshape a single vector with x[None, :]."
+        )
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    elif arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    if not allow_empty and (arr.shape[0] == 0 or arr.shape[1] == 0):
+        raise InputError(
+            f"{name} is empty (shape {arr.shape}); a bank or gallery needs at least one row."
+        )
+    if ncols is not None and arr.shape[1] != ncols:
+        other = ncols_of or "the other input"
+        raise InputError(
+            f"{name} has {arr.shape[1]} columns but {other} has {ncols}; "
+            "both must describe the same gallery (or the same embedding dimension)."
+        )
+    if finite:
+        check_finite(arr, name)
+    return arr
+
+
+def check_beta(beta: Any, name: str) -> float:
+    """Return ``beta`` as a float; raise unless it is positive and finite."""
+    try:
+        b = float(beta)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be a positive, finite number, got {beta!r}.") from None
+    if not math.isfinite(b) or b <= 0.0:
+        raise InputError(
+            f"{name} must be positive and finite, got {beta!r}; it is an inverse temperature "
+            "(try 20 for cosine similarities, 0.5 for CLIP-style x100 logits)."
+        )
+    return b
+
+
+def check_k(k: Any, n: int, name: str = "k", what: str = "the gallery") -> int:
+    """Return ``k`` as an int; raise unless ``1 <= k <= n``."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InputError(f"{name} must be an integer, got {k!r}.")
+    k = int(k)
+    if k < 1:
+        raise InputError(f"{name} must be at least 1, got {k}.")
+    if k > n:
+        raise InputError(f"{name}={k} is larger than {what} ({n} items); choose {name} <= {n}.")
+    return k

@@ -1,0 +1,304 @@
+"""Vector-level API: banks + method -> gallery statistics, reranking, search.
+
+:class:`BankNormalizer` holds the query bank, the gallery bank and a :class:`Params`.
+It computes :class:`~dbnorm_qdrant.stats.GalleryStats` from gallery vectors with the
+kernels, then scores raw candidate lists (``rerank``) or whole galleries (``search``)
+from those statistics alone. The statistics are the only state that passes from
+index time to query time; :attr:`BankNormalizer.fingerprint` names them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import numpy as np
+
+from ._validation import InputError, as_matrix, check_k
+from .kernels import get_backend
+from .methods import Params, activation_from_topk, score
+from .stats import GalleryStats
+
+__all__ = ["BankNormalizer", "unit_rows"]
+
+log = logging.getLogger(__name__)
+
+
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    nrm = np.linalg.norm(X, axis=1, keepdims=True)
+    return X / np.where(nrm == 0, 1, nrm)
+
+
+def _hash_array(h: "hashlib._Hash", a: np.ndarray | None) -> None:
+    if a is None:
+        h.update(b"none")
+        return
+    a = np.ascontiguousarray(a)
+    h.update(str((a.dtype.str, a.shape)).encode())
+    h.update(memoryview(a).cast("B"))
+
+
+class BankNormalizer:
+    """Bank normalisation over embedding vectors.
+
+    Parameters
+    ----------
+    query_bank:
+        ``(M, d)`` vectors of the query modality (not the test queries).
+    gallery_bank:
+        ``(L, d)`` vectors of the gallery modality, needed by ``dualis``/``dualdis``.
+        It may be a sample of the indexed collection itself: pass ``gallery_bank_keys``
+        (and ``keys`` to :meth:`gallery_stats`) so an item never counts itself.
+    method, beta_q, beta_g, k, alpha, center:
+        See :class:`~dbnorm_qdrant.methods.Params`. ``method="auto"`` tunes them on a
+        validation split carved from the banks (:func:`~dbnorm_qdrant.tuning.tune`);
+        with ``paired=True`` the banks are aligned pairs and tuning is supervised.
+    params:
+        A ready :class:`Params` (instead of the individual arguments).
+    backend:
+        Kernel backend: ``auto``, ``numpy``, ``numba`` or ``torch``.
+
+    Notes
+    -----
+    Scores are raw similarities minus a per-item bias (methods.md §3.6). With
+    ``center=True`` the raw score is first turned into the cosine of the centred
+    vectors, ``(s - q.mu_G - mu_Q.g + mu_Q.mu_G) / (|q - mu_Q| |g - mu_G|)``, which
+    needs only the query vector and two per-item statistics (so candidates can still
+    be reranked without their vectors). Centering assumes dot/cosine similarities.
+    """
+
+    def __init__(
+        self,
+        query_bank: np.ndarray,
+        gallery_bank: np.ndarray | None = None,
+        *,
+        method: str = "dualis",
+        beta_q: float | None = None,
+        beta_g: float | None = None,
+        k: int | None = None,
+        alpha: float | None = None,
+        center: bool = False,
+        params: Params | None = None,
+        paired: bool = False,
+        gallery_bank_keys: np.ndarray | None = None,
+        backend: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        self.query_bank = as_matrix(query_bank, "query_bank")
+        d = self.query_bank.shape[1]
+        self.gallery_bank = (
+            None if gallery_bank is None else as_matrix(gallery_bank, "gallery_bank", ncols=d, ncols_of="query_bank")
+        )
+        self.gallery_bank_keys = None if gallery_bank_keys is None else np.asarray(gallery_bank_keys, dtype=np.int64)
+        if self.gallery_bank_keys is not None and (
+            self.gallery_bank is None or len(self.gallery_bank_keys) != len(self.gallery_bank)
+        ):
+            raise InputError("gallery_bank_keys must have one key per gallery_bank row.")
+        self.backend = get_backend(backend)
+        self.tuning = None
+        if params is None and method == "auto":
+            from .tuning import tune
+
+            self.tuning = tune(
+                self.query_bank, self.gallery_bank, paired=paired, backend=backend, seed=seed
+            )
+            params = self.tuning.params
+            log.info("tuned parameters: %s (%s)", params, self.tuning.reason)
+        if params is None:
+            kw: dict[str, Any] = {"method": method, "k": k, "alpha": alpha, "center": center}
+            if beta_q is not None:
+                kw["beta_q"] = beta_q
+            if beta_g is not None:
+                kw["beta_g"] = beta_g
+            params = Params(**kw)
+        self.params = params
+        if params.uses_gallery_bank and self.gallery_bank is None:
+            raise InputError(
+                f"method {params.method!r} needs a gallery bank; pass gallery_bank= or use method='is'/'dis'."
+            )
+        if params.method in ("csls", "nnn"):
+            check_k(params.k, len(self.query_bank), "k", "the query bank")
+        # centring: bank means and the transformed banks
+        self.mu_q = self.mu_g = None
+        self._qb, self._gb = self.query_bank, self.gallery_bank
+        if params.center:
+            gb_for_mean = self.gallery_bank if self.gallery_bank is not None else self.query_bank
+            self.mu_q = self.query_bank.mean(axis=0, dtype=np.float64)
+            self.mu_g = gb_for_mean.mean(axis=0, dtype=np.float64)
+            self._qb = unit_rows(self.query_bank - self.mu_q).astype(self.query_bank.dtype)
+            if self.gallery_bank is not None:
+                self._gb = unit_rows(self.gallery_bank - self.mu_g).astype(self.gallery_bank.dtype)
+        self.fingerprint = self._fingerprint()
+
+    # ------------------------------------------------------------------ identity
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256()
+        _hash_array(h, self.query_bank)
+        _hash_array(h, self.gallery_bank if self.params.uses_gallery_bank or self.params.center else None)
+        _hash_array(h, self.gallery_bank_keys)
+        h.update(json.dumps(self.params.to_dict(), sort_keys=True).encode())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        g = None if self.gallery_bank is None else self.gallery_bank.shape
+        return f"BankNormalizer({self.params}, query_bank={self.query_bank.shape}, gallery_bank={g}, fingerprint={self.fingerprint!r})"
+
+    @property
+    def dim(self) -> int:
+        return self.query_bank.shape[1]
+
+    # -------------------------------------------------------------- statistics
+    def _center_gallery(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        Gc = G - self.mu_g
+        norm = np.linalg.norm(Gc, axis=1)
+        dot = G.astype(np.float64) @ self.mu_q
+        Gn = (Gc / np.where(norm == 0, 1, norm)[:, None]).astype(G.dtype)
+        return Gn, dot, norm
+
+    def gallery_stats(
+        self,
+        gallery: np.ndarray,
+        *,
+        keys: np.ndarray | None = None,
+        activation: bool = True,
+    ) -> GalleryStats:
+        """Compute the statistics of gallery items from their vectors.
+
+        Parameters
+        ----------
+        gallery:
+            ``(n, d)`` gallery vectors.
+        keys:
+            Integer keys of the items; an item whose key equals a gallery-bank key is
+            left out of its own gallery-bank statistics.
+        activation:
+            Compute the activation flags of ``dis``/``dualdis`` (top-k of each bank item
+            over *this* gallery, so ``gallery`` must then be the whole gallery). Pass
+            False when computing statistics page by page; fill the flags separately.
+        """
+        p = self.params
+        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
+        n = G.shape[0]
+        if keys is not None:
+            keys = np.asarray(keys, dtype=np.int64)
+            if keys.shape != (n,):
+                raise InputError(f"keys must have one entry per gallery row ({n}), got shape {keys.shape}.")
+        st = GalleryStats(n=n, fingerprint=self.fingerprint)
+        if p.center:
+            G, st.center_dot, st.center_norm = self._center_gallery(G)
+        if p.gated and activation:
+            check_k(p.k, n, "k")
+        rq = p.query_bank_request()
+        if not activation and rq.row_topk:
+            rq = type(rq)(betas=rq.betas, topk=rq.topk, mean=rq.mean)
+        if not rq.is_empty():
+            r = self.backend.reduce_vectors(self._qb, G, rq)
+            if rq.betas:
+                st.lse_q = r.lse[0]
+            if rq.row_topk:
+                st.act_q = activation_from_topk(r.row_topk, n)
+            st.topk_mean_q, st.mean_q = r.topk_mean, r.mean
+        rg = p.gallery_bank_request()
+        if not activation and rg.row_topk:
+            rg = type(rg)(betas=rg.betas)
+        if not rg.is_empty():
+            r = self.backend.reduce_vectors(self._gb, G, rg, self.gallery_bank_keys, keys)
+            st.lse_g = r.lse[0]
+            if rg.row_topk:
+                st.act_g = activation_from_topk(r.row_topk, n)
+        return st
+
+    # ------------------------------------------------------------------ scoring
+    def _base_scores(self, Q: np.ndarray, raw: np.ndarray, stats: GalleryStats) -> np.ndarray:
+        """Raw scores, or their centred-cosine counterpart when centring is on."""
+        if not self.params.center:
+            return raw
+        if stats.center_dot is None or stats.center_norm is None:
+            raise InputError("centring is on but the statistics lack center_dot/center_norm; recompute them.")
+        Q = np.asarray(Q, dtype=np.float64)
+        q_dot = Q @ self.mu_g  # (nq,)
+        q_norm = np.linalg.norm(Q - self.mu_q, axis=1)
+        c = float(self.mu_q @ self.mu_g)
+        num = raw - q_dot[:, None] - stats.center_dot[None, :] + c
+        den = np.maximum(q_norm[:, None] * stats.center_norm[None, :], 1e-12)
+        return (num / den).astype(raw.dtype, copy=False)
+
+    def check_stats(self, stats: GalleryStats) -> None:
+        """Raise if ``stats`` were computed with other banks or parameters."""
+        if stats.fingerprint and stats.fingerprint != self.fingerprint:
+            raise InputError(
+                f"statistics fingerprint {stats.fingerprint!r} does not match this normalizer's "
+                f"{self.fingerprint!r}: the banks or parameters changed; recompute the statistics."
+            )
+
+    def rerank(
+        self,
+        query: np.ndarray,
+        raw_scores: np.ndarray,
+        stats: GalleryStats,
+        *,
+        top1: int | None = None,
+    ) -> np.ndarray:
+        """Normalised scores of one query's candidates (same order as ``raw_scores``).
+
+        ``raw_scores[j]`` is the raw score of the candidate whose statistics are
+        ``stats`` row ``j``. For gated methods the gate looks at the raw top-1 item,
+        which is the best raw candidate (``top1`` overrides).
+        """
+        self.check_stats(stats)
+        raw = np.asarray(raw_scores, dtype=np.float64).reshape(1, -1)
+        if raw.shape[1] != stats.n:
+            raise InputError(f"got {raw.shape[1]} raw scores for {stats.n} candidates' statistics.")
+        if raw.shape[1] == 0:
+            return np.empty(0)
+        q = None if query is None else np.asarray(query, dtype=np.float64).reshape(1, -1)
+        if self.params.center and q is None:
+            raise InputError("centring needs the query vector; pass query=.")
+        base = self._base_scores(q, raw, stats)
+        t1 = None if top1 is None else np.asarray([top1])
+        return score(base, stats, self.params, top1=t1)[0]
+
+    def scores(self, queries: np.ndarray, gallery: np.ndarray, stats: GalleryStats | None = None) -> np.ndarray:
+        """The full normalised ``(n_queries, n_gallery)`` score matrix."""
+        Q = as_matrix(queries, "queries", ncols=self.dim, ncols_of="the banks")
+        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
+        if stats is None:
+            stats = self.gallery_stats(G)
+        else:
+            self.check_stats(stats)
+            if stats.n != G.shape[0]:
+                raise InputError(f"stats describe {stats.n} items but gallery has {G.shape[0]} rows.")
+        raw = Q @ G.T
+        return score(self._base_scores(Q, raw, stats), stats, self.params)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        gallery: np.ndarray,
+        stats: GalleryStats | None = None,
+        *,
+        top_k: int = 10,
+        batch_size: int = 1024,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``top_k`` gallery indices and normalised scores for each query, best first.
+
+        Queries are processed in batches so memory stays ``batch_size x n_gallery``.
+        """
+        Q = as_matrix(queries, "queries", ncols=self.dim, ncols_of="the banks")
+        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
+        top_k = check_k(top_k, G.shape[0], "top_k")
+        if stats is None:
+            stats = self.gallery_stats(G)
+        idx = np.empty((Q.shape[0], top_k), dtype=np.int64)
+        val = np.empty((Q.shape[0], top_k))
+        for i0 in range(0, Q.shape[0], batch_size):
+            sc = self.scores(Q[i0 : i0 + batch_size], G, stats)
+            part = np.argpartition(-sc, top_k - 1, axis=1)[:, :top_k]
+            pv = np.take_along_axis(sc, part, axis=1)
+            order = np.lexsort((part, -pv), axis=1)
+            idx[i0 : i0 + batch_size] = np.take_along_axis(part, order, axis=1)
+            val[i0 : i0 + batch_size] = np.take_along_axis(pv, order, axis=1)
+        return idx, val
