@@ -1,10 +1,11 @@
 """Numba CPU backend: streaming, parallel, bounded memory.
 
 Similarity blocks come from BLAS (``numpy.matmul`` into a per-thread buffer, one BLAS
-thread per worker). GIL-free Numba kernels fold each block into running column top-k
-lists, column sums and per-row top-k lists; the online log-sum-exp (running column
-max) uses NumPy's SIMD exp in place. Gallery tiles run in parallel threads (see
-:mod:`._tiles`).
+thread per worker). GIL-free Numba kernels fold each block into running column
+statistics: an online log-sum-exp with a running column max (float32 blocks: a fused,
+vectorised kernel with a polynomial exp; float64 blocks: NumPy's full-precision exp),
+column top-k lists, column sums and per-row top-k lists. Gallery tiles run in
+parallel threads (see :mod:`._tiles`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,60 @@ name = "numba"
 
 # Fast-math flags that keep inf/nan semantics (excluded pairs are -inf).
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)
+_LN2_LO = np.float32(-2.12194440e-4)
+
+
+@nb.njit(nogil=True, cache=True, fastmath=_FM)
+def _lse_update_f32(block, beta, mx, acc, kbuf, pbuf):
+    """Online log-sum-exp of a float32 block: running column max ``mx`` (float64) and
+    ``acc = sum exp(beta * (s - mx))`` (float64).
+
+    ``exp`` is Cephes' single-precision polynomial with the exponent built by integer
+    bit shifts, so the loop vectorises (~0.4 ns per element against ~2.5 ns for a
+    scalar libm call); its relative error is ~1e-7, the precision of float32 input.
+    """
+    c, t = block.shape
+    grow = False
+    newmx = mx.copy()
+    for i in range(c):
+        for j in range(t):
+            v = np.float64(block[i, j])
+            if v > newmx[j]:
+                newmx[j] = v
+    for j in range(t):
+        if newmx[j] > mx[j]:
+            if mx[j] > -np.inf:
+                acc[j] *= math.exp(beta * (mx[j] - newmx[j]))
+            mx[j] = newmx[j]
+            grow = True
+    ref = pbuf.copy()
+    for j in range(t):
+        ref[j] = np.float32(mx[j]) if mx[j] > -np.inf else np.float32(0.0)
+    b32 = np.float32(beta)
+    fb = kbuf.view(np.float32)
+    for i in range(c):
+        row = block[i]
+        for j in range(t):
+            x = b32 * (row[j] - ref[j])
+            x = max(x, np.float32(-87.0))  # exp(-87) ~ 1e-38: negligible next to the max term (1)
+            ki = np.int32(x * _LOG2E - np.float32(0.5))  # x <= 0: truncation rounds to nearest
+            k = np.float32(ki)
+            r = x - k * _LN2_HI - k * _LN2_LO
+            p = np.float32(1.9875691500e-4)
+            p = p * r + np.float32(1.3981999507e-3)
+            p = p * r + np.float32(8.3334519073e-3)
+            p = p * r + np.float32(4.1665795894e-2)
+            p = p * r + np.float32(1.6666665459e-1)
+            p = p * r + np.float32(5.0000001201e-1)
+            pbuf[j] = p * r * r + r + np.float32(1.0)
+            kbuf[j] = (ki + np.int32(127)) << np.int32(23)
+        for j in range(t):
+            acc[j] += pbuf[j] * fb[j]
+    return grow
 
 
 @nb.njit(nogil=True, cache=True, fastmath=_FM)
@@ -76,6 +131,11 @@ class _State:
         self.mx = np.full(t, -np.inf)
         self.acc = np.zeros((len(req.betas), t))
         self.tmp: np.ndarray | None = None
+        self.kbuf: np.ndarray | None = None
+        self.pbuf: np.ndarray | None = None
+        # float32 path: one running max per beta (the fused kernel updates its own)
+        self.mx_extra = [np.full(t, -np.inf) for _ in req.betas[1:]]
+        self.per_beta_max = False
         self.colsum = np.zeros(t) if req.mean else None
         self.count = np.full(t, m, dtype=np.int64)
         self.topv = np.full((req.topk, t), -np.inf) if req.topk else None
@@ -84,6 +144,17 @@ class _State:
         self.rowi = np.full((m, kk), -1, dtype=np.int64) if kk else None
 
     def _lse_update(self, block: np.ndarray) -> None:
+        if block.dtype == np.float32:
+            t = block.shape[1]
+            if self.kbuf is None or self.kbuf.shape[0] != t:
+                self.kbuf = np.empty(t, np.int32)
+                self.pbuf = np.empty(t, np.float32)
+            self.per_beta_max = True
+            for b, beta in enumerate(self.betas):
+                mx = self.mx if b == 0 else self.mx_extra[b - 1]
+                _lse_update_f32(block, float(beta), mx, self.acc[b], self.kbuf, self.pbuf)
+            return
+        # float64: NumPy's exp (full precision).
         # Online log-sum-exp with a running column max. NumPy's SIMD exp is several
         # times faster than a scalar exp in a Numba loop, so this part stays in NumPy
         # (ufuncs release the GIL, so tiles still run in parallel).
@@ -121,7 +192,11 @@ class _State:
 
     def finish(self):
         with np.errstate(divide="ignore"):
-            lse = self.mx[None, :] + np.log(self.acc) / self.betas[:, None] if self.betas.size else np.empty((0, self.mx.size))
+            if self.betas.size:
+                mxs = np.stack([self.mx, *self.mx_extra]) if self.per_beta_max else self.mx[None, :]
+                lse = mxs + np.log(self.acc) / self.betas[:, None]
+            else:
+                lse = np.empty((0, self.mx.size))
         topk = self.topv.mean(axis=0) if self.topv is not None else None
         mean = self.colsum / np.maximum(self.count, 1) if self.colsum is not None else None
         rows = (self.rowv, self.rowi) if self.rowv is not None else None
