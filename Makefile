@@ -1,0 +1,31 @@
+# Two commands set everything up on a fresh machine (Python >= 3.10 with venv):
+#   make demo   - install into .venv and run the main job on real data (embedded Qdrant)
+#   make test   - install into .venv (with test extras) and run the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is an optional extra; pinned so a CPU build installs (an unpinned torch pulls CUDA)
+TORCH ?= torch==2.13.0
+EXTRAS ?= test,plots
+
+.PHONY: install demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+
+demo: install
+	$(BIN)/python examples/quickstart.py
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/bench_core.py --json benchmarks/results_core.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
