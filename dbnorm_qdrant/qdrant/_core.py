@@ -1,0 +1,698 @@
+"""The Qdrant layer's logic, free of I/O: configuration, planning, statistics, reranking.
+
+:class:`Core` holds the state shared by :class:`~.client.DBNormClient` and
+:class:`~.client.AsyncDBNormClient` (settings, the statistics cache, collection
+metadata, activation sets). Its ``*_logic`` methods are generators driven by
+:func:`._io.drive` / :func:`._io.adrive`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from qdrant_client import models
+from qdrant_client.http.models import QueryResponse
+
+from .._validation import InputError
+from ..methods import Params
+from ..normalizer import BankNormalizer
+from ..stats import GalleryStats
+from . import server as _server
+from ._io import Call, Logic
+from .banks import BankSet, point_key, point_keys
+from .cache import StatsCache
+
+__all__ = ["Core", "CollectionConfig", "RerankedPoint", "VectorInfo", "MODES"]
+
+MODES = ("auto", "client", "server")
+_UNSUPPORTED = (
+    (models.SparseVector, "a sparse vector"),
+    (models.RecommendQuery, "a recommend query"),
+    (models.DiscoverQuery, "a discover query"),
+    (models.ContextQuery, "a context query"),
+    (models.OrderByQuery, "an order-by query"),
+    (models.FusionQuery, "a fusion query"),
+    (models.RrfQuery, "an RRF fusion query"),
+    (models.FormulaQuery, "a formula query"),
+    (models.SampleQuery, "a sample query"),
+    (models.RelevanceFeedbackQuery, "a relevance-feedback query"),
+    (models.TextQuery, "a text query"),
+    (models.Document, "a Document (server-side inference)"),
+    (models.Image, "an Image (server-side inference)"),
+    (models.InferenceObject, "an inference object"),
+)
+
+
+class RerankedPoint(models.ScoredPoint):
+    """A :class:`~qdrant_client.models.ScoredPoint` whose ``score`` is the normalised score.
+
+    ``raw_score`` is the score Qdrant returned for the plain query (for Euclid: the
+    distance). It lives only on the returned object; nothing is written anywhere.
+    """
+
+    raw_score: float
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """Per-collection settings of :class:`~.client.DBNormClient` (``None``: the client's default).
+
+    Attributes
+    ----------
+    normalizer:
+        A :class:`BankNormalizer` (its banks and parameters), or
+    banks, params:
+        a :class:`BankSet` and :class:`Params` (or a dict of Params fields).
+    candidates:
+        N, the raw candidates reranked per query (default ``max(4 * limit, 100)``).
+    mode:
+        ``"auto"`` (server-side rescoring once the payload holds current statistics,
+        else client-side), ``"client"`` or ``"server"`` (server-side whenever possible).
+    enabled:
+        False: queries on this collection pass straight through.
+    """
+
+    normalizer: BankNormalizer | None = None
+    banks: BankSet | None = None
+    params: Params | Mapping[str, Any] | None = None
+    candidates: int | None = None
+    mode: str | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class VectorInfo:
+    collection: str
+    using: str | None
+    distance: str
+    size: int
+
+    @property
+    def sign(self) -> float:
+        """Raw score -> similarity: Euclid scores are distances (smaller is better)."""
+        return -1.0 if self.distance == "Euclid" else 1.0
+
+
+@dataclass
+class Spec:
+    """One query's request, normalised from ``query_points`` kwargs or a ``QueryRequest``."""
+
+    query: Any
+    using: str | None = None
+    filter: Any = None
+    params: Any = None
+    limit: int = 10
+    offset: int | None = None
+    with_payload: Any = False
+    with_vector: Any = False
+    score_threshold: float | None = None
+    shard_key: Any = None
+    prefetch: Any = None
+    lookup_from: Any = None
+
+    @classmethod
+    def from_request(cls, r: models.QueryRequest) -> "Spec":
+        return cls(
+            query=r.query, using=r.using, filter=r.filter, params=r.params,
+            limit=10 if r.limit is None else r.limit, offset=r.offset,
+            with_payload=False if r.with_payload is None else r.with_payload,
+            with_vector=False if r.with_vector is None else r.with_vector,
+            score_threshold=r.score_threshold, shard_key=r.shard_key, prefetch=r.prefetch,
+            lookup_from=r.lookup_from,
+        )
+
+    def to_request(self) -> models.QueryRequest:
+        return models.QueryRequest(
+            query=self.query, using=self.using, filter=self.filter, params=self.params, limit=self.limit,
+            offset=self.offset, with_payload=self.with_payload, with_vector=self.with_vector,
+            score_threshold=self.score_threshold, shard_key=self.shard_key, prefetch=self.prefetch,
+            lookup_from=self.lookup_from,
+        )
+
+
+@dataclass
+class Plan:
+    spec: Spec
+    info: VectorInfo
+    nz: BankNormalizer
+    qvec: np.ndarray | None
+    n: int
+    mode: str
+    fields: tuple[str, ...]
+    result: models.QueryResponse | None = None
+
+
+@dataclass
+class Overrides:
+    """Per-call settings (``None``: use the collection's)."""
+
+    rerank: bool | None = None
+    candidates: int | None = None
+    params: Params | Mapping[str, Any] | None = None
+    mode: str | None = None
+
+    @classmethod
+    def pop(cls, kwargs: dict[str, Any]) -> "Overrides":
+        o = cls(
+            rerank=kwargs.pop("rerank", None),
+            candidates=kwargs.pop("candidates", None),
+            params=kwargs.pop("params", None),
+            mode=kwargs.pop("mode", None),
+        )
+        method = kwargs.pop("method", None)
+        betas = {k: kwargs.pop(k) for k in ("beta_q", "beta_g") if k in kwargs}
+        if method is not None or betas:
+            base = dict(o.params.to_dict() if isinstance(o.params, Params) else (o.params or {}))
+            if method is not None:
+                base["method"] = method
+            base.update(betas)
+            o.params = base
+        return o
+
+
+# ----------------------------------------------------------------- payload helpers
+def _merge_payload(user: Any, key: str) -> Any:
+    """A payload selector that returns what the user asked for plus ``key``."""
+    if user is True:
+        return True
+    if user is False or user is None:
+        return [key]
+    if isinstance(user, models.PayloadSelectorInclude):
+        return models.PayloadSelectorInclude(include=list(user.include) + [key])
+    if isinstance(user, models.PayloadSelectorExclude):
+        return models.PayloadSelectorExclude(exclude=[k for k in user.exclude if k != key])
+    return list(user) + [key]
+
+
+def _user_wants_key(user: Any, key: str) -> bool:
+    if user is True:
+        return True
+    if user is False or user is None:
+        return False
+    if isinstance(user, models.PayloadSelectorInclude):
+        return key in user.include
+    if isinstance(user, models.PayloadSelectorExclude):
+        return key not in user.exclude
+    return key in list(user)
+
+
+def _strip_payload(payload: dict | None, user: Any, key: str) -> dict | None:
+    if user is False or user is None:
+        return None
+    if payload is not None and key in payload and not _user_wants_key(user, key):
+        payload = {k: v for k, v in payload.items() if k != key}
+    return payload
+
+
+def _merge_vectors(user: Any, using: str | None) -> Any:
+    if user is True or using is None:
+        return True
+    if user is False or user is None:
+        return [using]
+    return list(dict.fromkeys(list(user) + [using]))
+
+
+def _strip_vector(vector: Any, user: Any, using: str | None) -> Any:
+    if user is False or user is None:
+        return None
+    if user is True or not isinstance(vector, dict):
+        return vector
+    return {k: v for k, v in vector.items() if k in user}
+
+
+def _vector_from(point: Any, using: str | None) -> Any:
+    v = point.vector
+    if isinstance(v, dict):
+        return v.get(using if using is not None else "")
+    return v
+
+
+# ------------------------------------------------------------------------- core
+class Core:
+    def __init__(
+        self,
+        normalizer: BankNormalizer | None = None,
+        *,
+        banks: BankSet | None = None,
+        params: Params | Mapping[str, Any] | None = None,
+        collections: Mapping[str, CollectionConfig] | None = None,
+        candidates: int | None = None,
+        mode: str = "auto",
+        payload_key: str = "_dbnorm",
+        cache_size: int = 1_000_000,
+        backend: str = "auto",
+    ) -> None:
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
+        if not isinstance(payload_key, str) or not payload_key or "." in payload_key:
+            raise InputError(f"payload_key must be a non-empty string without dots, got {payload_key!r}.")
+        self.default = CollectionConfig(normalizer=normalizer, banks=banks, params=params, candidates=candidates, mode=mode)
+        self.collections: dict[str, CollectionConfig] = dict(collections or {})
+        self.payload_key = payload_key
+        self.backend = backend
+        self.cache = StatsCache(cache_size)
+        self._lock = threading.RLock()
+        self._info: dict[tuple[str, str | None], VectorInfo] = {}
+        self._nz: dict[tuple, BankNormalizer] = {}
+        self._fields: dict[str, tuple[str, ...]] = {}
+        self._act: dict[tuple[str, str | None, str], tuple[frozenset[int], frozenset[int]]] = {}
+        self._payload_ready: set[tuple[str, str | None, str]] = set()
+        self._warm: dict[tuple[str, str | None, str], bool] = {}
+
+    # ------------------------------------------------------------- configuration
+    def configure(self, collection: str, config: CollectionConfig | None = None, **changes: Any) -> None:
+        """Set (or update with ``changes``) the configuration of one collection."""
+        with self._lock:
+            base = config or self.collections.get(collection) or CollectionConfig()
+            self.collections[collection] = replace(base, **changes) if changes else base
+            self._nz = {k: v for k, v in self._nz.items() if k[0] != collection}
+
+    def _setting(self, collection: str, name: str) -> Any:
+        c = self.collections.get(collection)
+        v = getattr(c, name) if c is not None else None
+        return getattr(self.default, name) if v is None else v
+
+    def enabled(self, collection: str, ov: Overrides) -> bool:
+        if ov.rerank is not None:
+            return bool(ov.rerank)
+        c = self.collections.get(collection)
+        return c.enabled if c is not None else True
+
+    def candidates(self, collection: str, limit: int, offset: int | None, ov: Overrides) -> int:
+        n = ov.candidates if ov.candidates is not None else self._setting(collection, "candidates")
+        need = limit + (offset or 0)
+        if n is None:
+            n = max(4 * need, 100)
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise InputError(f"candidates (N) must be a positive integer, got {n!r}.")
+        return max(int(n), need)
+
+    def mode(self, collection: str, ov: Overrides) -> str:
+        m = ov.mode if ov.mode is not None else self._setting(collection, "mode")
+        if m not in MODES:
+            raise InputError(f"mode must be one of {MODES}, got {m!r}.")
+        return m
+
+    # --------------------------------------------------------------- collections
+    def info_logic(self, collection: str, using: str | None) -> Logic:
+        ck = (collection, using)
+        if ck in self._info:
+            return self._info[ck]
+        exists = yield Call("collection_exists", dict(collection_name=collection))
+        if not exists:
+            raise InputError(f"collection {collection!r} does not exist; check the name or create it first.")
+        desc = yield Call("get_collection", dict(collection_name=collection))
+        vectors = desc.config.params.vectors
+        if isinstance(vectors, dict):
+            if using is None and "" in vectors:
+                vp = vectors[""]
+            elif using is None:
+                raise InputError(
+                    f"collection {collection!r} has named vectors {sorted(vectors)}; pass using= one of them."
+                )
+            elif using not in vectors:
+                raise InputError(
+                    f"collection {collection!r} has no dense vector named {using!r} (sparse vectors cannot be "
+                    f"reranked); choose one of {sorted(vectors)}."
+                )
+            else:
+                vp = vectors[using]
+        else:
+            if using not in (None, ""):
+                raise InputError(f"collection {collection!r} has a single unnamed vector; drop using={using!r}.")
+            vp = vectors
+        if vp.multivector_config is not None:
+            raise InputError(
+                f"vector {using!r} of {collection!r} is a multivector; bank normalisation needs one vector per point."
+            )
+        dist = vp.distance.value if hasattr(vp.distance, "value") else str(vp.distance)
+        if dist not in ("Cosine", "Dot", "Euclid"):
+            raise InputError(
+                f"collection {collection!r} uses the {dist} distance, which bank normalisation does not support; "
+                "use Cosine, Dot or Euclid."
+            )
+        info = VectorInfo(collection, using, dist, int(vp.size))
+        with self._lock:
+            self._info[ck] = info
+        return info
+
+    # ---------------------------------------------------------------- normalizers
+    def normalizer(self, collection: str, info: VectorInfo, ov: Overrides | None = None) -> BankNormalizer:
+        """The normalizer for a collection's vector (banks made unit-norm for Cosine)."""
+        p_over = None if ov is None else ov.params
+        key = (collection, info.using, repr(p_over) if p_over is not None else None)
+        nz = self._nz.get(key)
+        if nz is not None:
+            return nz
+        base_nz = self._setting(collection, "normalizer")
+        banks = self._setting(collection, "banks")
+        params = self._setting(collection, "params")
+        if base_nz is not None:
+            banks = BankSet(base_nz.query_bank, base_nz.gallery_bank, base_nz.gallery_bank_keys)
+            params = base_nz.params if params is None else params
+        if banks is None:
+            raise InputError(
+                f"no banks configured for collection {collection!r}; pass normalizer= or banks= to DBNormClient "
+                "or configure(collection, ...)."
+            )
+        params = _as_params(params)
+        if p_over is not None:
+            over = p_over.to_dict() if isinstance(p_over, Params) else dict(p_over)
+            params = params.with_(**over)
+        if banks.dim != info.size:
+            raise InputError(
+                f"the banks have dimension {banks.dim} but vector {info.using or '(default)'} of collection "
+                f"{collection!r} has size {info.size}; use banks embedded with the same model."
+            )
+        if info.distance == "Euclid":
+            raise InputError(
+                f"collection {collection!r} uses the Euclid distance: computing bank statistics with negated "
+                "distances is not implemented yet; use a Cosine or Dot collection."
+            )
+        unit = info.distance == "Cosine"
+        backend = self.backend if base_nz is None else base_nz.backend.name
+        if (
+            base_nz is not None
+            and base_nz.params == params
+            and not (unit and not _is_unit(base_nz.query_bank, base_nz.gallery_bank))
+        ):
+            nz = base_nz
+        else:
+            nz = banks.normalizer(params, unit=unit, backend=backend)
+        with self._lock:
+            self._nz[key] = nz
+        return nz
+
+    def stat_fields(self, nz: BankNormalizer) -> tuple[str, ...]:
+        """The float statistics ``nz`` produces per item (activation flags excluded)."""
+        f = self._fields.get(nz.fingerprint)
+        if f is None:
+            st = nz.gallery_stats(np.zeros((1, nz.dim), dtype=nz.query_bank.dtype), activation=False)
+            f = tuple(x for x in st.present() if x not in ("act_q", "act_g"))
+            self._fields[nz.fingerprint] = f
+        return f
+
+    # ------------------------------------------------------------------- planning
+    def plan(self, collection: str, spec: Spec, info: VectorInfo, ov: Overrides) -> Plan:
+        q = spec.query
+        if spec.prefetch is not None:
+            raise InputError("queries with prefetch cannot be reranked; pass rerank=False to run them as they are.")
+        if spec.lookup_from is not None:
+            raise InputError("queries with lookup_from cannot be reranked; pass rerank=False.")
+        if q is None:
+            raise InputError("a query is required to rerank (query=None only scrolls); pass rerank=False.")
+        for typ, what in _UNSUPPORTED:
+            if isinstance(q, typ):
+                raise InputError(
+                    f"cannot rerank {what}: only dense nearest-neighbour queries (a vector, a NearestQuery or a "
+                    "point id) can be; pass rerank=False to run it as it is."
+                )
+        qvec = None
+        if isinstance(q, models.NearestQuery):
+            if q.mmr is not None:
+                raise InputError("cannot rerank an MMR query; pass rerank=False.")
+            q = q.nearest
+            if isinstance(q, models.SparseVector):
+                raise InputError("cannot rerank a sparse vector query; pass rerank=False.")
+        if isinstance(q, (int, str)) or hasattr(q, "hex"):
+            qvec = None  # a point id: Qdrant uses that point's vector
+        else:
+            arr = np.asarray(q, dtype=np.float64)
+            if arr.ndim != 1:
+                raise InputError(
+                    f"cannot rerank a query of shape {arr.shape} (a multivector?): pass one dense vector."
+                )
+            if arr.shape[0] != info.size:
+                raise InputError(
+                    f"the query has dimension {arr.shape[0]} but vector {info.using or '(default)'} of collection "
+                    f"{info.collection!r} has size {info.size}."
+                )
+            qvec = arr
+        nz = self.normalizer(collection, info, ov)
+        if nz.params.center and qvec is None:
+            raise InputError("centring needs the query vector: query by vector, not by point id.")
+        n = self.candidates(collection, spec.limit, spec.offset, ov)
+        mode = self.mode(collection, ov)
+        if nz.params.center:
+            mode = "client"
+        elif mode == "auto":
+            mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
+        return Plan(spec, info, nz, qvec, n, mode, self.stat_fields(nz))
+
+    # ---------------------------------------------------------------- activation
+    def activation_logic(self, collection: str, info: VectorInfo, nz: BankNormalizer, refresh: bool = False) -> Logic:
+        """Activation sets (point keys) of a gated method, computed with Qdrant: one query per
+        bank vector (limit k; a sampled gallery-bank item is skipped in its own list)."""
+        ck = (collection, info.using, nz.fingerprint)
+        if not refresh and ck in self._act:
+            return self._act[ck]
+        p = nz.params
+        k = int(p.k)
+        act_q = yield from self._topk_union(collection, info, nz.query_bank, k, None)
+        act_g: frozenset[int] = frozenset()
+        if p.method == "dualdis":
+            act_g = yield from self._topk_union(collection, info, nz.gallery_bank, k, nz.gallery_bank_keys)
+        with self._lock:
+            self._act[ck] = (act_q, act_g)
+        return act_q, act_g
+
+    def _topk_union(self, collection: str, info: VectorInfo, bank: np.ndarray, k: int, keys: Any, chunk: int = 256) -> Logic:
+        out: set[int] = set()
+        extra = 1 if keys is not None else 0
+        for i0 in range(0, len(bank), chunk):
+            reqs = [
+                models.QueryRequest(query=row.tolist(), using=info.using, limit=k + extra, with_payload=False)
+                for row in bank[i0 : i0 + chunk]
+            ]
+            res = yield Call("query_batch_points", dict(collection_name=collection, requests=reqs))
+            for j, r in enumerate(res):
+                ks = [point_key(pt.id) for pt in r.points]
+                if keys is not None:
+                    ks = [x for x in ks if x != keys[i0 + j]]
+                out.update(ks[:k])
+        return frozenset(out)
+
+    def forget(self, collection: str) -> None:
+        """Drop everything known about a collection (cache, activation sets, payload state)."""
+        with self._lock:
+            self.cache.clear(collection)
+            self._info = {k: v for k, v in self._info.items() if k[0] != collection}
+            self._act = {k: v for k, v in self._act.items() if k[0] != collection}
+            self._payload_ready = {k for k in self._payload_ready if k[0] != collection}
+            self._warm = {k: v for k, v in self._warm.items() if k[0] != collection}
+
+    # ------------------------------------------------------------ the query path
+    def query_logic(
+        self, collection: str, specs: Sequence[Spec], ov: Overrides, extra: dict[str, Any]
+    ) -> Logic:
+        """Rerank a batch of queries on one collection; returns a list of QueryResponse."""
+        if not self.enabled(collection, ov):
+            res = yield Call(
+                "query_batch_points", dict(collection_name=collection, requests=[s.to_request() for s in specs], **extra)
+            )
+            return res
+        plans = []
+        for s in specs:
+            info = yield from self.info_logic(collection, s.using)
+            plans.append(self.plan(collection, s, info, ov))
+        server_plans = [p for p in plans if p.mode == "server"]
+        if server_plans:
+            yield from self._server_logic(collection, server_plans, extra)
+        client_plans = [p for p in plans if p.result is None]
+        if client_plans:
+            yield from self._client_logic(collection, client_plans, extra)
+        return [p.result for p in plans]
+
+    def _client_logic(self, collection: str, plans: list[Plan], extra: dict[str, Any]) -> Logic:
+        key = self.payload_key
+        reqs = []
+        for p in plans:
+            s = p.spec
+            warm = self._warm.get((collection, p.info.using, p.nz.fingerprint), False)
+            reqs.append(
+                models.QueryRequest(
+                    query=s.query, using=s.using, filter=s.filter, params=s.params, limit=p.n,
+                    with_payload=_merge_payload(s.with_payload, key),
+                    with_vector=_merge_vectors(s.with_vector, p.info.using) if not warm else s.with_vector,
+                    shard_key=s.shard_key,
+                )
+            )
+        responses = yield Call("query_batch_points", dict(collection_name=collection, requests=reqs, **extra))
+        # statistics of every candidate: cache, then payload, then vectors (fetched or retrieved)
+        recs_all: list[list[dict | None]] = []
+        todo: dict[str, dict[int, tuple[Any, Any]]] = {}  # fp -> key -> (id, vector or None)
+        nzs: dict[str, BankNormalizer] = {}
+        for p, resp in zip(plans, responses):
+            fp = p.nz.fingerprint
+            nzs[fp] = p.nz
+            pts = resp.points
+            keys = [point_key(pt.id) for pt in pts]
+            recs = self.cache.get_many(collection, keys, fp)
+            from_payload = []
+            n_payload = 0
+            for j, pt in enumerate(pts):
+                pr = (pt.payload or {}).get(key)
+                if isinstance(pr, dict) and pr.get("fp") == fp:
+                    n_payload += 1
+                    if recs[j] is None and all(f in pr for f in p.fields):
+                        recs[j] = pr
+                        from_payload.append((keys[j], pr))
+                if recs[j] is None:
+                    todo.setdefault(fp, {})[keys[j]] = (pt.id, _vector_from(pt, p.info.using) if pt.vector is not None else None)
+            if from_payload:
+                self.cache.put_many(collection, from_payload, fp)
+            if pts and n_payload == len(pts) and not p.nz.params.center:
+                with self._lock:
+                    self._payload_ready.add((collection, p.info.using, fp))
+            self._warm[(collection, p.info.using, fp)] = not any(r is None for r in recs)
+            recs_all.append(recs)
+        computed: dict[str, dict[int, dict]] = {}
+        for fp, items in todo.items():
+            nz = nzs[fp]
+            using = next(p.info.using for p in plans if p.nz.fingerprint == fp)
+            need = [(k, pid) for k, (pid, v) in items.items() if v is None]
+            vecs = {k: v for k, (pid, v) in items.items() if v is not None}
+            if need:
+                got = yield Call(
+                    "retrieve",
+                    dict(collection_name=collection, ids=[pid for _, pid in need], with_payload=False,
+                         with_vectors=True if using is None else [using]),
+                )
+                for r in got:
+                    v = _vector_from(r, using)
+                    if v is not None:
+                        vecs[point_key(r.id)] = v
+            if not vecs:
+                continue
+            ks = np.fromiter(vecs.keys(), dtype=np.int64, count=len(vecs))
+            st = nz.gallery_stats(np.asarray(list(vecs.values()), dtype=np.float32), keys=ks, activation=False)
+            new = {int(k): st.record(i) for i, k in enumerate(ks)}
+            self.cache.put_many(collection, new.items(), fp)
+            computed[fp] = new
+        for p, resp, recs in zip(plans, responses, recs_all):
+            fp = p.nz.fingerprint
+            for j, pt in enumerate(resp.points):
+                if recs[j] is None:
+                    recs[j] = computed.get(fp, {}).get(point_key(pt.id))
+            yield from self._finish_client(p, resp, recs)
+
+    def _finish_client(self, p: Plan, resp: models.QueryResponse, recs: list[dict | None]) -> Logic:
+        s, key = p.spec, self.payload_key
+        keep = [j for j, r in enumerate(recs) if r is not None]  # a point deleted meanwhile drops out
+        pts = [resp.points[j] for j in keep]
+        recs = [recs[j] for j in keep]
+        if not pts:
+            p.result = QueryResponse(points=[])
+            return
+        raw = np.fromiter((pt.score for pt in pts), dtype=np.float64, count=len(pts))
+        sim = p.info.sign * raw
+        top1 = int(np.argmax(sim))
+        st = GalleryStats(
+            n=len(pts), fingerprint=p.nz.fingerprint,
+            **{f: np.fromiter((r[f] for r in recs), dtype=np.float64, count=len(recs)) for f in p.fields},
+        )
+        if p.nz.params.gated:
+            a_q = recs[top1].get("act_q")
+            a_g = recs[top1].get("act_g")
+            if a_q is None or (p.nz.params.method == "dualdis" and a_g is None):
+                sets = yield from self.activation_logic(p.info.collection, p.info, p.nz)
+                k1 = point_key(pts[top1].id)
+                a_q, a_g = k1 in sets[0], k1 in sets[1]
+            st.act_q = np.zeros(len(pts), dtype=bool)
+            st.act_g = np.zeros(len(pts), dtype=bool)
+            st.act_q[top1], st.act_g[top1] = bool(a_q), bool(a_g)
+        norm = p.nz.rerank(p.qvec, sim, st, top1=top1)
+        order = np.lexsort((np.arange(len(pts)), -norm))
+        off = s.offset or 0
+        order = order[off : off + s.limit]
+        out = []
+        for j in order:
+            sc = float(norm[j])
+            if s.score_threshold is not None and sc < s.score_threshold:
+                break
+            pt = pts[j]
+            out.append(self._point(pt, sc, float(pt.score), s))
+        p.result = QueryResponse(points=out)
+
+    def _point(self, pt: Any, score: float, raw: float, s: Spec) -> RerankedPoint:
+        return RerankedPoint.model_construct(
+            id=pt.id, version=pt.version, score=score, raw_score=raw,
+            payload=_strip_payload(pt.payload, s.with_payload, self.payload_key),
+            vector=_strip_vector(pt.vector, s.with_vector, s.using), shard_key=pt.shard_key,
+            order_value=pt.order_value,
+        )
+
+    # ------------------------------------------------------------ server path
+    def _server_logic(self, collection: str, plans: list[Plan], extra: dict[str, Any]) -> Logic:
+        key = self.payload_key
+        gates: list[tuple[bool, bool]] = [(True, True)] * len(plans)
+        gated = [i for i, p in enumerate(plans) if p.nz.params.gated]
+        if gated:
+            reqs = [
+                models.QueryRequest(query=plans[i].spec.query, using=plans[i].spec.using, filter=plans[i].spec.filter,
+                                    params=plans[i].spec.params, limit=1, with_payload=[key],
+                                    shard_key=plans[i].spec.shard_key)
+                for i in gated
+            ]
+            tops = yield Call("query_batch_points", dict(collection_name=collection, requests=reqs, **extra))
+            for i, r in zip(gated, tops):
+                if not r.points:
+                    plans[i].result = QueryResponse(points=[])
+                    continue
+                pr = (r.points[0].payload or {}).get(key)
+                if not (isinstance(pr, dict) and pr.get("fp") == plans[i].nz.fingerprint and "act_q" in pr):
+                    plans[i].mode = "client"  # no current statistics: the client path computes them
+                    continue
+                gates[i] = (bool(pr.get("act_q")), bool(pr.get("act_g", False)))
+        todo = [i for i, p in enumerate(plans) if p.mode == "server" and p.result is None]
+        if not todo:
+            return
+        reqs = []
+        for i in todo:
+            p, s = plans[i], plans[i].spec
+            reqs.append(
+                models.QueryRequest(
+                    prefetch=models.Prefetch(query=s.query, using=s.using, filter=s.filter, params=s.params, limit=p.n),
+                    query=_server.formula_query(p.nz.params, key, p.info.sign, *gates[i]),
+                    limit=s.limit, offset=s.offset, score_threshold=s.score_threshold,
+                    with_payload=_merge_payload(s.with_payload, key), with_vector=s.with_vector, shard_key=s.shard_key,
+                )
+            )
+        res = yield Call("query_batch_points", dict(collection_name=collection, requests=reqs, **extra))
+        for i, r in zip(todo, res):
+            p = plans[i]
+            fp = p.nz.fingerprint
+            out = []
+            for pt in r.points:
+                pr = (pt.payload or {}).get(key)
+                if not (isinstance(pr, dict) and pr.get("fp") == fp):
+                    out = None  # a candidate without current statistics: redo on the client
+                    break
+                sim = _server.raw_similarity(pt.score, pr, p.nz.params, *gates[i])
+                out.append(self._point(pt, float(pt.score), p.info.sign * sim, p.spec))
+            if out is None:
+                p.mode = "client"
+                with self._lock:
+                    self._payload_ready.discard((collection, p.info.using, fp))
+            else:
+                p.result = QueryResponse(points=out)
+
+
+def _as_params(params: Any) -> Params:
+    if params is None:
+        return Params()
+    if isinstance(params, Params):
+        return params
+    if isinstance(params, Mapping):
+        return Params(**params)
+    raise InputError(f"params must be a Params or a dict of its fields, got {type(params).__name__}.")
+
+
+def _is_unit(*banks: np.ndarray | None) -> bool:
+    for b in banks:
+        if b is not None and not np.allclose(np.linalg.norm(b[: min(len(b), 1000)], axis=1), 1.0, atol=1e-3):
+            return False
+    return True

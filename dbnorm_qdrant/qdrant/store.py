@@ -1,0 +1,151 @@
+"""Batch precompute of statistics into the payload, and keeping activation flags fresh.
+
+:func:`precompute_logic` scrolls a collection in pages with the vectors, computes the
+statistics of each page with the kernels, and writes them with one
+``batch_update_points`` of ``SetPayload`` operations per page, each touching **only**
+the reserved key (default ``"_dbnorm"``): no other payload key changes, no point is
+deleted. Points whose payload already holds statistics with the current fingerprint are
+skipped, so an interrupted run resumes where it stopped.
+
+Activation flags (``dis``/``dualdis``) depend on the whole collection: the top-k of each
+bank vector. They are computed with Qdrant (one query per bank vector, limit k) and
+stored with the statistics. Adding points can make them stale (a new point may enter a
+bank item's top-k, pushing an old one out); the per-item softmax statistics never go
+stale. :func:`refresh_logic` recomputes the sets and rewrites the flags that changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from qdrant_client import models
+
+from ._core import Core, Overrides
+from ._io import Call, Logic
+from .banks import point_key
+
+__all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic"]
+
+
+@dataclass
+class PrecomputeReport:
+    """What a precompute did: points written, points skipped (already current)."""
+
+    fingerprint: str
+    written: int = 0
+    skipped: int = 0
+    flags_changed: int = 0
+
+
+def _vec(rec: Any, using: str | None) -> Any:
+    v = rec.vector
+    return v.get(using if using is not None else "") if isinstance(v, dict) else v
+
+
+def precompute_logic(
+    core: Core,
+    collection: str,
+    *,
+    using: str | None = None,
+    params: Any = None,
+    page_size: int = 256,
+    force: bool = False,
+    progress: bool = True,
+) -> Logic:
+    from tqdm.auto import tqdm
+
+    key = core.payload_key
+    info = yield from core.info_logic(collection, using)
+    nz = core.normalizer(collection, info, Overrides(params=params))
+    fp = nz.fingerprint
+    sets = None
+    if nz.params.gated:
+        sets = yield from core.activation_logic(collection, info, nz, refresh=force)
+    total = (yield Call("count", dict(collection_name=collection, exact=True))).count
+    rep = PrecomputeReport(fp)
+    bar = tqdm(total=total, desc=f"dbnorm stats {collection}", unit="pt", disable=not progress)
+    offset = None
+    try:
+        while True:
+            recs, offset = yield Call(
+                "scroll",
+                dict(collection_name=collection, limit=page_size, offset=offset, with_payload=[key],
+                     with_vectors=True if using is None else [using]),
+            )
+            todo = []
+            for r in recs:
+                cur = (r.payload or {}).get(key)
+                if not force and isinstance(cur, dict) and cur.get("fp") == fp:
+                    rep.skipped += 1
+                else:
+                    todo.append(r)
+            if todo:
+                keys = np.fromiter((point_key(r.id) for r in todo), dtype=np.int64, count=len(todo))
+                G = np.asarray([_vec(r, using) for r in todo], dtype=np.float32)
+                st = nz.gallery_stats(G, keys=keys, activation=False)
+                ops = []
+                for i, r in enumerate(todo):
+                    rec = st.record(i)
+                    if sets is not None:
+                        rec["act_q"] = int(keys[i]) in sets[0]
+                        if nz.params.method == "dualdis":
+                            rec["act_g"] = int(keys[i]) in sets[1]
+                    ops.append(
+                        models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[r.id]))
+                    )
+                yield Call("batch_update_points", dict(collection_name=collection, update_operations=ops, wait=True))
+                core.cache.put_many(
+                    collection,
+                    ((int(k), {f: v for f, v in st.record(i).items()}) for i, k in enumerate(keys)),
+                    fp,
+                )
+                rep.written += len(todo)
+            bar.update(len(recs))
+            if offset is None:
+                break
+    finally:
+        bar.close()
+    with core._lock:
+        core._payload_ready.add((collection, using, fp))
+    return rep
+
+
+def refresh_logic(core: Core, collection: str, *, using: str | None = None, params: Any = None, page_size: int = 1024) -> Logic:
+    """Recompute the activation sets with Qdrant and rewrite the stored flags that changed.
+
+    Only the ``act_q``/``act_g`` fields inside the reserved key change (``SetPayload``
+    with ``key=``); points without stored statistics are left alone.
+    """
+    key = core.payload_key
+    info = yield from core.info_logic(collection, using)
+    nz = core.normalizer(collection, info, Overrides(params=params))
+    rep = PrecomputeReport(nz.fingerprint)
+    if not nz.params.gated:
+        return rep
+    sets = yield from core.activation_logic(collection, info, nz, refresh=True)
+    groups: dict[tuple[bool, bool], list[Any]] = {}
+    offset = None
+    while True:
+        recs, offset = yield Call(
+            "scroll", dict(collection_name=collection, limit=page_size, offset=offset, with_payload=[key], with_vectors=False)
+        )
+        for r in recs:
+            cur = (r.payload or {}).get(key)
+            if not (isinstance(cur, dict) and cur.get("fp") == nz.fingerprint):
+                continue
+            k = point_key(r.id)
+            new = {"act_q": k in sets[0]}
+            if nz.params.method == "dualdis":
+                new["act_g"] = k in sets[1]
+            if any(cur.get(f) != v for f, v in new.items()):
+                groups.setdefault((new["act_q"], new.get("act_g", False)), []).append(r.id)
+        if offset is None:
+            break
+    for (aq, ag), ids in groups.items():
+        flags = {"act_q": aq, **({"act_g": ag} if nz.params.method == "dualdis" else {})}
+        yield Call("set_payload", dict(collection_name=collection, payload=flags, points=ids, key=key, wait=True))
+        rep.flags_changed += len(ids)
+    core.cache.clear(collection)  # cached records may carry the old flags
+    return rep

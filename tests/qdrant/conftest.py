@@ -1,0 +1,94 @@
+"""Fixtures of the Qdrant-layer tests: clients (local mode always, a server when reachable) and data."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from dbnorm_qdrant.normalizer import unit_rows
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
+WORDNET = SHARED / "data" / "wordnet_gloss"
+NO_SERVER = "no Qdrant server: set QDRANT_URL or run Docker for testcontainers"
+
+
+def _server_url() -> str | None:
+    url = os.environ.get("QDRANT_URL")
+    if url:
+        return url
+    try:
+        import docker  # noqa: F401  (testcontainers needs it)
+        from testcontainers.community.qdrant import QdrantContainer  # noqa: F401
+
+        docker.from_env().ping()
+    except Exception:
+        return None
+    return "testcontainers"
+
+
+@pytest.fixture(scope="session")
+def server_client():
+    url = _server_url()
+    if url is None:
+        pytest.skip(NO_SERVER)
+    if url == "testcontainers":
+        from testcontainers.community.qdrant import QdrantContainer
+
+        with QdrantContainer() as qc:
+            yield qc.get_client()
+        return
+    yield QdrantClient(url=url)
+
+
+@pytest.fixture(scope="session", params=["local", "server"])
+def qclient(request):
+    """A QdrantClient: local mode, or a real server (skipped with a reason when none)."""
+    if request.param == "local":
+        return QdrantClient(":memory:")
+    return request.getfixturevalue("server_client")
+
+
+@pytest.fixture
+def cname():
+    """A fresh collection name (the server fixture is shared by the whole session)."""
+    return f"t_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session")
+def small():
+    """A small synthetic problem: gallery 400 x 16 (unit rows), 30 queries, banks 200 / 150."""
+    rng = np.random.default_rng(0)
+    f = lambda n: unit_rows(rng.normal(size=(n, 16))).astype(np.float32)  # noqa: E731
+    return {"G": f(400), "Q": f(30), "QB": f(200), "GB": f(150)}
+
+
+def make_collection(client, name, G, *, distance=models.Distance.COSINE, named=False, ids=None, payload=None):
+    vp = models.VectorParams(size=G.shape[1], distance=distance)
+    client.create_collection(name, vectors_config={"text": vp, "other": vp} if named else vp)
+    ids = list(range(len(G))) if ids is None else ids
+    payload = payload if payload is not None else [{"i": i, "odd": i % 2, "tags": ["a", str(i)], "nested": {"x": i / 3}} for i in range(len(G))]
+    vecs = [{"text": g.tolist(), "other": (-g).tolist()} if named else g.tolist() for g in G]
+    client.upsert(name, [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vecs, payload)], wait=True)
+    return name
+
+
+@pytest.fixture(scope="session")
+def wordnet():
+    if not WORDNET.exists():
+        pytest.skip(f"shared data missing: {WORDNET}")
+    ld = lambda n: np.load(WORDNET / f"{n}.npy", allow_pickle=False)  # noqa: E731
+    return {"Q": ld("Q_test"), "G": ld("G_test"), "QB": ld("Q_bank"), "GB": ld("G_bank")}
+
+
+@pytest.fixture(scope="module")
+def wordnet_collection(wordnet):
+    client = QdrantClient(":memory:")
+    client.create_collection("wn", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    client.upload_collection("wn", vectors=wordnet["G"], ids=list(range(len(wordnet["G"]))),
+                             payload=[{"i": i} for i in range(len(wordnet["G"]))], wait=True)
+    return client, "wn"
