@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import InputError, as_matrix, check_beta, check_k
+from ._validation import InputError, as_matrix, check_beta, check_finite, check_k
 from .kernels import Request, get_backend
 from .stats import GalleryStats
 
@@ -288,9 +288,15 @@ def stats_from_sims(
     be = get_backend(backend)
     n = (query_bank_sims if query_bank_sims is not None else gallery_bank_sims).shape[1]
     st = GalleryStats(n=n)
+
+    def checked(r, M, name):
+        if r.finite is not True:
+            check_finite(M, name)  # raises InputError on NaN / inf
+        return r
+
     rq = p.query_bank_request()
     if not rq.is_empty():
-        r = be.reduce_sims(query_bank_sims, rq)
+        r = checked(be.reduce_sims(query_bank_sims, rq), query_bank_sims, "query_bank_sims")
         if rq.betas:
             st.lse_q = r.lse[0]
         if rq.row_topk:
@@ -299,7 +305,7 @@ def stats_from_sims(
         st.mean_q = r.mean
     rg = p.gallery_bank_request()
     if not rg.is_empty():
-        r = be.reduce_sims(gallery_bank_sims, rg)
+        r = checked(be.reduce_sims(gallery_bank_sims, rg), gallery_bank_sims, "gallery_bank_sims")
         st.lse_g = r.lse[0]
         if rg.row_topk:
             st.act_g = activation_from_topk(r.row_topk, n)
@@ -357,17 +363,19 @@ def normalize(
     p = Params(method=method, beta_q=beta_q, beta_g=beta_g, k=k, alpha=alpha)
     S = as_matrix(S, "S")
     n = S.shape[1]
+    # Bank matrices are the bulk of the input: their NaN/inf check rides on the kernel's
+    # own passes where the backend offers it (Reduced.finite), else runs here.
     if p.uses_query_bank:
         if query_bank_sims is None:
             raise InputError(f"method {p.method!r} needs query_bank_sims (query-bank x gallery similarities).")
-        query_bank_sims = as_matrix(query_bank_sims, "query_bank_sims", ncols=n, ncols_of="S")
+        query_bank_sims = as_matrix(query_bank_sims, "query_bank_sims", ncols=n, ncols_of="S", finite=False)
     if p.uses_gallery_bank:
         if gallery_bank_sims is None:
             raise InputError(
                 f"method {p.method!r} needs gallery_bank_sims (gallery-bank x gallery similarities); "
                 "use method='is' or 'dis' if you have no gallery bank."
             )
-        gallery_bank_sims = as_matrix(gallery_bank_sims, "gallery_bank_sims", ncols=n, ncols_of="S")
+        gallery_bank_sims = as_matrix(gallery_bank_sims, "gallery_bank_sims", ncols=n, ncols_of="S", finite=False)
     if p.gated:
         check_k(p.k, n, "k")
     if p.method in ("csls", "nnn"):

@@ -144,3 +144,16 @@ def test_hubness_reduced_on_real_data(wordnet):
     out = normalize(S_, "is", query_bank_sims=QB @ G.T)
     assert hubness_metrics(out)["k_skewness"] < 0.5 * hubness_metrics(S_)["k_skewness"]
     assert retrieval_metrics(out)["R1"] > retrieval_metrics(S_)["R1"] + 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("method", ["is", "dualis", "csls"])
+def test_non_finite_bank_values_are_caught_by_every_path(dtype, bad_value, method):
+    """The fast path folds the NaN/inf check into the kernel; it must still catch every case."""
+    SQx, SGx = SQ.astype(dtype), SG.astype(dtype)
+    target = SGx if method == "dualis" else SQx
+    target[7, 11] = bad_value
+    name = "gallery_bank_sims" if method == "dualis" else "query_bank_sims"
+    with pytest.raises(InputError, match=f"{name} contains 1 NaN or infinite"):
+        normalize(S.astype(dtype), method, query_bank_sims=SQx, gallery_bank_sims=SGx, k=3 if method == "csls" else None)

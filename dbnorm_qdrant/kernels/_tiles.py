@@ -80,6 +80,8 @@ def run_tiles(
     row_v = np.full((m, kk), -np.inf) if kk else None
     row_i = np.full((m, kk), -1, dtype=np.int64) if kk else None
 
+    flags: list[bool | None] = []
+
     def work(j0: int) -> tuple[int, tuple]:
         j1 = min(j0 + tile, n)
         excl = exclusion_pairs(bank_keys, gallery_keys, j0, j1)
@@ -96,6 +98,7 @@ def run_tiles(
                         block[i - i0, cols] = -np.inf
                         state.excluded(np.asarray(cols))
             state.update(block, i0)
+        flags.append(getattr(state, "all_finite", None))
         return j0, state.finish()
 
     def merge(j0: int, res: tuple) -> None:
@@ -126,4 +129,5 @@ def run_tiles(
                 # merge in submission order so ties resolve deterministically
                 for j0, res in ex.map(work, starts):
                     merge(j0, res)
-    return Reduced(lse=lse, topk_mean=topk_mean, mean=mean, row_topk=row_i)
+    finite = None if not flags or None in flags else all(flags)
+    return Reduced(lse=lse, topk_mean=topk_mean, mean=mean, row_topk=row_i, finite=finite)

@@ -50,3 +50,6 @@ class Reduced:
     topk_mean: np.ndarray | None = None  # (n,)
     mean: np.ndarray | None = None  # (n,)
     row_topk: np.ndarray | None = None  # (m, row_topk) int64, best first
+    #: True when the backend saw only finite values while reducing (a free by-product of
+    #: its passes), False when it may have seen NaN/inf, None when it did not check.
+    finite: bool | None = None

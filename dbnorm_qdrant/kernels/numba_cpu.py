@@ -39,11 +39,12 @@ def _lse_update_f32(block, beta, mx, acc, kbuf, pbuf):
     scalar libm call); its relative error is ~1e-7, the precision of float32 input.
     """
     c, t = block.shape
-    grow = False
     newmx = mx.copy()
+    chk = np.float32(0.0)  # NaN / inf in the block make this sum non-finite
     for i in range(c):
         for j in range(t):
             v = np.float64(block[i, j])
+            chk += block[i, j]
             if v > newmx[j]:
                 newmx[j] = v
     for j in range(t):
@@ -51,7 +52,6 @@ def _lse_update_f32(block, beta, mx, acc, kbuf, pbuf):
             if mx[j] > -np.inf:
                 acc[j] *= math.exp(beta * (mx[j] - newmx[j]))
             mx[j] = newmx[j]
-            grow = True
     ref = pbuf.copy()
     for j in range(t):
         ref[j] = np.float32(mx[j]) if mx[j] > -np.inf else np.float32(0.0)
@@ -75,7 +75,7 @@ def _lse_update_f32(block, beta, mx, acc, kbuf, pbuf):
             kbuf[j] = (ki + np.int32(127)) << np.int32(23)
         for j in range(t):
             acc[j] += pbuf[j] * fb[j]
-    return grow
+    return np.isfinite(chk)
 
 
 @nb.njit(nogil=True, cache=True, fastmath=_FM)
@@ -136,6 +136,9 @@ class _State:
         # float32 path: one running max per beta (the fused kernel updates its own)
         self.mx_extra = [np.full(t, -np.inf) for _ in req.betas[1:]]
         self.per_beta_max = False
+        # False once a block may hold NaN/inf (an excluded pair is -inf too); only the
+        # log-sum-exp pass looks, so None ("not checked") when no beta is requested
+        self.all_finite: bool | None = True if req.betas else None
         self.colsum = np.zeros(t) if req.mean else None
         self.count = np.full(t, m, dtype=np.int64)
         self.topv = np.full((req.topk, t), -np.inf) if req.topk else None
@@ -152,12 +155,15 @@ class _State:
             self.per_beta_max = True
             for b, beta in enumerate(self.betas):
                 mx = self.mx if b == 0 else self.mx_extra[b - 1]
-                _lse_update_f32(block, float(beta), mx, self.acc[b], self.kbuf, self.pbuf)
+                if not _lse_update_f32(block, float(beta), mx, self.acc[b], self.kbuf, self.pbuf):
+                    self.all_finite = False  # or a float32 overflow of the check sum: the caller re-checks
             return
         # float64: NumPy's exp (full precision).
         # Online log-sum-exp with a running column max. NumPy's SIMD exp is several
         # times faster than a scalar exp in a Numba loop, so this part stays in NumPy
         # (ufuncs release the GIL, so tiles still run in parallel).
+        if self.all_finite and not np.isfinite(np.add.reduce(block, axis=0)).all():
+            self.all_finite = False  # NaN / inf propagate into the column sums
         newmx = np.maximum(self.mx, block.max(axis=0))
         grow = newmx > self.mx
         if grow.any():
