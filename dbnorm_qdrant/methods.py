@@ -54,6 +54,11 @@ _DEFAULT_ALPHA = {"nnn": 0.75, "centrality": 0.5}
 
 
 def _check_method(method: Any) -> str:
+    if isinstance(method, str) and method.lower() == "auto":
+        raise InputError(
+            "method='auto' tunes on a validation split of the bank *vectors*; use "
+            "BankNormalizer(query_bank, gallery_bank, method='auto', paired=...) or dbnorm_qdrant.tune()."
+        )
     if not isinstance(method, str) or method.lower() not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}.")
     return method.lower()

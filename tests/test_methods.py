@@ -37,6 +37,7 @@ def test_every_method_returns_a_new_finite_array(method):
     "kwargs,match",
     [
         (dict(method="bogus"), "unknown method"),
+        (dict(method="auto"), "tune"),
         (dict(method="is", beta_q=0.0), "beta_q must be positive"),
         (dict(method="is", beta_q=float("nan")), "beta_q must be positive"),
         (dict(method="dualis", beta_g=-1.0), "beta_g must be positive"),
