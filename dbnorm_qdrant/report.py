@@ -1,0 +1,263 @@
+"""The hubness report: a PNG (k-occurrence before and after, the top hubs) and a page that shows it.
+
+:func:`write_report` takes what the caller measured -- the k-occurrence vector of each
+retrieval (raw and normalised), their metrics, and labels for the hubs (e.g. a payload
+field) -- and writes ``hubness.png`` plus ``report.md`` (or ``report.html``) into a
+folder. It draws with matplotlib's Agg backend (no display needed); matplotlib is the
+``plots`` extra. It computes nothing but the hub lists (via :func:`hubness_metrics`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ._validation import InputError
+from .metrics import hubness_metrics
+
+__all__ = ["Retrieval", "write_report"]
+
+#: metric columns of the report table: key, header, format
+_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("R1", "R@1", "{:.2f}"),
+    ("R5", "R@5", "{:.2f}"),
+    ("R10", "R@10", "{:.2f}"),
+    ("MedR", "MedR", "{:.1f}"),
+    ("MeanR", "MeanR", "{:.1f}"),
+    ("k_skewness", "k-skewness", "{:.3f}"),
+    ("robin_hood", "Robin Hood", "{:.3f}"),
+    ("antihub_rate", "antihubs", "{:.1%}"),
+    ("hub_occurrence", "hub share", "{:.1%}"),
+    ("max_occurrence", "max N_k", "{:d}"),
+)
+_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
+
+
+@dataclass
+class Retrieval:
+    """One retrieval to show: its name, k-occurrence vector and metrics.
+
+    ``ids`` maps a position of ``occurrence`` to the item's id (default: the position)
+    and ``labels`` maps an id to the text shown for it (e.g. a payload field).
+    """
+
+    name: str
+    occurrence: np.ndarray
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    ids: Sequence[Any] | None = None
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isnan(value):
+        return "nan"
+    try:
+        return spec.format(int(value) if spec == "{:d}" else value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _short(text: Any, n: int = 48) -> str:
+    s = " ".join(str(text).split())
+    return s if len(s) <= n else s[: n - 1] + "\u2026"
+
+
+def _hubs(r: Retrieval, k: int, n_top: int, labels: Mapping[Any, Any] | None) -> list[dict[str, Any]]:
+    top = hubness_metrics(occurrence=r.occurrence, k=k, n_top=n_top)["top_hubs"]
+    out = []
+    for pos, count in top:
+        pid = r.ids[pos] if r.ids is not None else pos
+        label = None if labels is None else labels.get(pid, labels.get(str(pid)))
+        out.append({"id": pid, "N_k": count, "label": "" if label is None else str(label)})
+    return out
+
+
+def _plot(path: Path, runs: Sequence[Retrieval], hubs: list[list[dict[str, Any]]], k: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    n_q = int(runs[0].occurrence.sum()) // k
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), dpi=110, gridspec_kw={"width_ratios": [1.1, 1.0]})
+    ax = axes[0]
+    top = max(int(r.occurrence.max()) for r in runs)
+    width = max(1, int(math.ceil((top + 1) / 40)))
+    bins = np.arange(0, top + width + 1, width)
+    for i, r in enumerate(runs):
+        m = r.metrics
+        sk = m.get("k_skewness")
+        lab = f"{r.name}: k-skew {sk:.2f}" if isinstance(sk, float) and not math.isnan(sk) else r.name
+        if m.get("R1") is not None:
+            lab += f", R@1 {m['R1']:.1f}%"
+        lab += f", max N{k} = {int(r.occurrence.max())}"
+        ax.hist(r.occurrence, bins=bins, alpha=0.55, color=_COLORS[i % len(_COLORS)], label=lab)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"N{k}(g): queries (of {n_q:,}) with item g in their top {k}")
+    ax.set_ylabel("gallery items (log scale)")
+    ax.set_title("k-occurrence before and after")
+    ax.legend(fontsize=8)
+    # the hubs of the first retrieval, and how often each is retrieved by the others
+    ax = axes[1]
+    first = hubs[0][:10]
+    names = [f"{_short(h['label'] or h['id'], 34)}" for h in first][::-1]
+    ypos = np.arange(len(first))
+    bar_h = 0.8 / len(runs)
+    for i, r in enumerate(runs):
+        pos_of = {pid: j for j, pid in enumerate(r.ids)} if r.ids is not None else None
+        vals = []
+        for h in first:
+            j = h["id"] if pos_of is None else pos_of.get(h["id"])
+            vals.append(0 if j is None or j >= len(r.occurrence) else int(r.occurrence[j]))
+        ax.barh(ypos + (len(runs) - 1 - i) * bar_h - 0.4 + bar_h / 2, vals[::-1], height=bar_h,
+                color=_COLORS[i % len(_COLORS)], alpha=0.8, label=r.name)
+    ax.set_yticks(ypos)
+    ax.set_yticklabels(names, fontsize=7.5)
+    ax.set_xlabel(f"N{k}")
+    ax.set_title(f"top hubs of {runs[0].name}")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _table_rows(runs: Sequence[Retrieval]) -> tuple[list[str], list[list[str]]]:
+    cols = [c for c in _COLUMNS if any(r.metrics.get(c[0]) is not None for r in runs) or c[0] == "max_occurrence"]
+    header = ["retrieval"] + [c[1] for c in cols]
+    rows = []
+    for r in runs:
+        m = dict(r.metrics)
+        m.setdefault("max_occurrence", int(r.occurrence.max()))
+        rows.append([r.name] + [_fmt(m.get(key), spec) for key, _, spec in cols])
+    return header, rows
+
+
+def _markdown(title: str, png: str, runs, hubs, k: int, notes: Sequence[str], params: Mapping[str, Any] | None) -> str:
+    header, rows = _table_rows(runs)
+    out = [f"# {title}", ""]
+    out += [f"![k-occurrence before and after]({png})", ""]
+    out += ["## Metrics", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out.append("")
+    out.append(f"R@K in percent; N_k = how many queries have an item in their top {k}; k-skewness = skewness of "
+               "N_k over all gallery items (0 = no hubs); hub share = top-k slots taken by items with N_k >= 2k.")
+    out.append("")
+    for r, hs in zip(runs, hubs):
+        out += [f"## Top hubs: {r.name}", "", f"| # | id | N{k} | label |", "|---|---|---|---|"]
+        out += [f"| {i + 1} | {h['id']} | {h['N_k']} | {h['label'].replace('|', '/')} |" for i, h in enumerate(hs)]
+        out.append("")
+    if params:
+        out += ["## Parameters", "", "```json", json.dumps(params, indent=2, default=str), "```", ""]
+    if notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(out)
+
+
+def _html(title: str, png: str, runs, hubs, k: int, notes: Sequence[str], params: Mapping[str, Any] | None) -> str:
+    e = html.escape
+    header, rows = _table_rows(runs)
+    parts = [
+        "<!doctype html>", "<html><head><meta charset='utf-8'>", f"<title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td.l{text-align:left}</style>",
+        "</head><body>", f"<h1>{e(title)}</h1>", f"<img src='{e(png)}' alt='k-occurrence before and after' width='100%'>",
+        "<h2>Metrics</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>",
+    ]
+    for r in rows:
+        parts.append("<tr><td class='l'>" + e(r[0]) + "</td>" + "".join(f"<td>{e(c)}</td>" for c in r[1:]) + "</tr>")
+    parts.append("</table>")
+    parts.append(f"<p>R@K in percent; N<sub>k</sub> = how many queries have an item in their top {k}; "
+                 "k-skewness = skewness of N<sub>k</sub> over all gallery items (0 = no hubs).</p>")
+    for r, hs in zip(runs, hubs):
+        parts.append(f"<h2>Top hubs: {e(r.name)}</h2><table><tr><th>#</th><th>id</th><th>N{k}</th><th>label</th></tr>")
+        parts += [f"<tr><td>{i + 1}</td><td>{e(str(h['id']))}</td><td>{h['N_k']}</td><td class='l'>{e(h['label'])}</td></tr>"
+                  for i, h in enumerate(hs)]
+        parts.append("</table>")
+    if params:
+        parts.append(f"<h2>Parameters</h2><pre>{e(json.dumps(params, indent=2, default=str))}</pre>")
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    out_dir: str | PathLike[str],
+    runs: Sequence[Retrieval],
+    *,
+    k: int = 10,
+    labels: Mapping[Any, Any] | None = None,
+    title: str = "Hubness report",
+    fmt: str = "md",
+    n_top: int = 10,
+    notes: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write ``hubness.png``, ``report.md`` or ``report.html``, and ``metrics.json`` into ``out_dir``.
+
+    Parameters
+    ----------
+    runs:
+        The retrievals to compare (first: the raw one), each with its k-occurrence vector.
+    k:
+        The k of the k-occurrence.
+    labels:
+        Text per item id for the hub tables (e.g. a payload field).
+    fmt:
+        ``"md"`` (Markdown) or ``"html"``.
+
+    Returns
+    -------
+    dict
+        Paths of the files written: ``png``, ``page``, ``json``.
+    """
+    if fmt not in ("md", "html"):
+        raise InputError(f"report format must be 'md' or 'html', got {fmt!r}.")
+    if not runs:
+        raise InputError("a report needs at least one retrieval.")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the report folder {out}: {exc.strerror}; choose another --out.") from None
+    runs = [Retrieval(r.name, np.asarray(r.occurrence, dtype=np.int64), dict(r.metrics), r.ids) for r in runs]
+    hubs = [_hubs(r, k, n_top, labels) for r in runs]
+    png = out / "hubness.png"
+    _plot(png, runs, hubs, k, title)
+    page = out / f"report.{fmt}"
+    render = _markdown if fmt == "md" else _html
+    page.write_text(render(title, png.name, runs, hubs, k, notes, params), encoding="utf-8")
+    js = out / "metrics.json"
+    doc = {
+        "title": title,
+        "k": k,
+        "retrievals": {r.name: {"metrics": {m: v for m, v in r.metrics.items() if m != "top_hubs"}, "top_hubs": h}
+                       for r, h in zip(runs, hubs)},
+        "params": params,
+    }
+    js.write_text(json.dumps(_jsonable(doc), indent=2) + "\n", encoding="utf-8")
+    return {"png": png, "page": page, "json": js}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        return None if math.isnan(f) or math.isinf(f) else f
+    if isinstance(x, (str, int, bool)) or x is None:
+        return x
+    return str(x)
