@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is an optional extra; pinned so a CPU build installs (an unpinned torch pulls CUDA)
 TORCH ?= torch==2.13.0
-EXTRAS ?= test,plots
+EXTRAS ?= test,plots,torch,langchain,llamaindex
 
 .PHONY: install demo test bench clean
 
@@ -16,10 +16,11 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" \
+		-e integrations/langchain-dbnorm-qdrant -e integrations/llama-index-dbnorm-qdrant
 
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/dbnorm-qdrant demo
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,286 @@
+"""LlamaIndex node postprocessor that reranks nodes from a Qdrant-backed retriever with DBNorm.
+
+It only translates: the nodes' ids become a Qdrant ``HasIdCondition`` over the same
+collection, :class:`~dbnorm_qdrant.qdrant.DBNormClient` fetches their raw scores and
+statistics (vectors by id, batched, computed once and cached), reranks them, and the
+nodes come back in the new order with the normalised score. All the maths lives in
+:mod:`dbnorm_qdrant`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, List, Mapping, Optional
+
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+from qdrant_client import QdrantClient, models
+
+from dbnorm_qdrant import InputError
+from dbnorm_qdrant.methods import Params
+from dbnorm_qdrant.normalizer import BankNormalizer
+from dbnorm_qdrant.qdrant import BankSet, DBNormClient
+
+__all__ = ["DBNormPostprocessor", "QdrantTarget", "qdrant_target", "build_banks", "SCORE_KEY", "RAW_SCORE_KEY"]
+
+SCORE_KEY = "dbnorm_score"
+"""Node metadata key of the normalised score (hidden from the LLM and the embedder)."""
+RAW_SCORE_KEY = "raw_score"
+"""Node metadata key of Qdrant's score for the plain query (hidden from the LLM and the embedder)."""
+
+
+class QdrantTarget:
+    """What the adapters need from a LlamaIndex Qdrant store: clients, collection, vector name."""
+
+    def __init__(self, client: QdrantClient, collection_name: str, using: str | None, store: Any = None,
+                 aclient: Any = None, embed_model: Any = None) -> None:
+        self.client, self.collection_name, self.using = client, collection_name, using or None
+        self.store, self.aclient, self.embed_model = store, aclient, embed_model
+
+
+def _dense_vector(client: QdrantClient, store: Any) -> str | None:
+    """The collection's dense vector the store writes: ``None`` for the unnamed one (what the
+    store creates without hybrid search, whatever its ``dense_vector_name`` says)."""
+    vectors = client.get_collection(store.collection_name).config.params.vectors
+    if not isinstance(vectors, dict):
+        return None
+    if store.dense_vector_name in vectors:
+        return store.dense_vector_name or None
+    if "" in vectors:
+        return None
+    raise InputError(
+        f"collection {store.collection_name!r} has no dense vector {store.dense_vector_name!r} (it has "
+        f"{sorted(vectors)}); create the store with dense_vector_name= one of them."
+    )
+
+
+def qdrant_target(obj: Any, *, embed_model: Any = None) -> QdrantTarget:
+    """The Qdrant collection behind a ``VectorStoreIndex`` or a LlamaIndex ``QdrantVectorStore``."""
+    from llama_index.vector_stores.qdrant import QdrantVectorStore
+
+    index_embed = None
+    store = obj
+    if hasattr(obj, "vector_store") and not isinstance(obj, QdrantVectorStore):  # an index
+        store = obj.vector_store
+        index_embed = getattr(obj, "_embed_model", None)
+    if not isinstance(store, QdrantVectorStore):
+        raise TypeError(
+            f"DBNorm needs a Qdrant-backed index or store (llama_index.vector_stores.qdrant.QdrantVectorStore), "
+            f"got {type(store).__name__}; build the VectorStoreIndex on a QdrantVectorStore."
+        )
+    client = store.client
+    if client is None:
+        raise InputError("the QdrantVectorStore has no synchronous client; create it with client=QdrantClient(...).")
+    if not client.collection_exists(store.collection_name):
+        raise InputError(
+            f"collection {store.collection_name!r} does not exist: the store is empty (add nodes to the index first)."
+        )
+    return QdrantTarget(client, store.collection_name, _dense_vector(client, store), store=store,
+                        aclient=getattr(store, "_aclient", None), embed_model=embed_model or index_embed)
+
+
+def build_banks(
+    db: DBNormClient,
+    collection_name: str,
+    *,
+    banks: BankSet | None = None,
+    normalizer: BankNormalizer | None = None,
+    query_bank: Any = None,
+    query_collection: str | None = None,
+    gallery_sample: int | None = None,
+    using: str | None = None,
+    seed: int = 0,
+) -> BankSet | None:
+    """The bank set, with parts taken from arrays or the collections when asked.
+
+    ``query_bank`` (an array) or ``query_collection`` (a collection of logged query vectors,
+    on the same client) replace the query bank; ``gallery_sample=n`` draws a seeded sample
+    of ``n`` points of ``collection_name`` itself as the gallery bank.
+    """
+    if normalizer is not None:
+        banks = BankSet(normalizer.query_bank, normalizer.gallery_bank, normalizer.gallery_bank_keys)
+    if query_collection is not None:
+        query_bank = db.query_bank_from_collection(query_collection, seed=seed)
+    if query_bank is not None:
+        banks = (BankSet.from_arrays(query_bank) if banks is None
+                 else BankSet(np.asarray(query_bank), banks.gallery_bank, banks.gallery_keys))
+    if gallery_sample is not None:
+        if banks is None:
+            raise InputError("gallery_sample needs a query bank: pass banks=, query_bank= or query_collection=.")
+        banks = banks.with_gallery(*db.sample_gallery_bank(collection_name, gallery_sample, seed=seed, using=using))
+    return banks
+
+
+def resolve_config(
+    target: QdrantTarget,
+    *,
+    normalizer: BankNormalizer | None,
+    banks: BankSet | None,
+    params: Params | Mapping[str, Any] | None,
+    query_bank: Any = None,
+    query_collection: str | None = None,
+    gallery_sample: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Checked ``DBNormClient`` arguments (``normalizer``, ``banks``, ``params``), with banks
+    built from the collections when asked."""
+    if normalizer is not None and not isinstance(normalizer, BankNormalizer):
+        raise TypeError(f"normalizer must be a BankNormalizer, got {type(normalizer).__name__}.")
+    if banks is not None and not isinstance(banks, BankSet):
+        raise TypeError(f"banks must be a dbnorm_qdrant.qdrant.BankSet, got {type(banks).__name__}.")
+    if params is not None and not isinstance(params, (Params, Mapping)):
+        raise TypeError(f"params must be a Params or a dict of its fields, got {type(params).__name__}.")
+    if query_bank is not None or query_collection is not None or gallery_sample is not None:
+        if normalizer is not None:
+            params = normalizer.params if params is None else params
+        banks = build_banks(DBNormClient(target.client), target.collection_name, banks=banks, normalizer=normalizer,
+                            query_bank=query_bank, query_collection=query_collection, gallery_sample=gallery_sample,
+                            using=target.using, seed=seed)
+        normalizer = None
+    if normalizer is None and banks is None:
+        raise InputError("no banks configured: pass normalizer=, banks= (with params=), query_bank= or db=.")
+    return dict(normalizer=normalizer, banks=banks, params=params)
+
+
+def check_db(db: Any, target: QdrantTarget) -> DBNormClient:
+    if not isinstance(db, DBNormClient) or db.client is not target.client:
+        raise InputError("db must be a DBNormClient wrapping the store's client.")
+    return db
+
+
+def point_id(node_id: str) -> int | str:
+    """A LlamaIndex node id as a Qdrant point id (an unsigned integer or a UUID)."""
+    s = str(node_id)
+    if s.isdigit():
+        return int(s)
+    try:
+        return str(uuid.UUID(s))
+    except ValueError:
+        raise InputError(
+            f"node id {s!r} is not a Qdrant point id (an unsigned integer or a UUID): the nodes must come from "
+            "a retriever over the Qdrant collection this postprocessor reranks."
+        ) from None
+
+
+def query_vector(query_bundle: Optional[QueryBundle], embed_model: Any) -> list[float]:
+    """The query's vector: ``QueryBundle.embedding``, else embedded with ``embed_model``."""
+    if query_bundle is None:
+        raise InputError("DBNorm reranking needs the query: pass query_bundle= (or query_str=).")
+    if query_bundle.embedding is not None:
+        return list(query_bundle.embedding)
+    if embed_model is None:
+        raise InputError(
+            "the query has no embedding (QueryBundle.embedding is None) and no embed_model was given; pass "
+            "embed_model= (the model that embedded the collection) or a QueryBundle with its embedding."
+        )
+    return embed_model.get_agg_embedding_from_queries(query_bundle.embedding_strs)
+
+
+async def aquery_vector(query_bundle: Optional[QueryBundle], embed_model: Any) -> list[float]:
+    if query_bundle is not None and query_bundle.embedding is None and embed_model is not None:
+        return await embed_model.aget_agg_embedding_from_queries(query_bundle.embedding_strs)
+    return query_vector(query_bundle, embed_model)
+
+
+def with_scores(node: Any, point: Any) -> NodeWithScore:
+    """``node`` scored with the point's normalised score; both scores also in its (hidden) metadata."""
+    node.metadata[SCORE_KEY] = float(point.score)
+    node.metadata[RAW_SCORE_KEY] = float(point.raw_score)
+    for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
+        keys.extend(k for k in (SCORE_KEY, RAW_SCORE_KEY) if k not in keys)
+    return NodeWithScore(node=node, score=float(point.score))
+
+
+class DBNormPostprocessor(BaseNodePostprocessor):
+    """Reranks nodes from any retriever over a Qdrant collection with bank normalisation.
+
+    Give it the ``VectorStoreIndex`` (or the ``QdrantVectorStore``) the nodes come from and
+    the core's configuration (a :class:`BankNormalizer`, or a :class:`BankSet` and
+    :class:`Params`; ``gallery_sample=n`` samples the gallery bank from the collection). The
+    candidates are the incoming nodes (retrieve N of them, e.g. ``similarity_top_k=100``);
+    ``top_n`` keeps the best after the rerank. The query vector is ``QueryBundle.embedding``
+    (set by the synchronous vector retrievers) or is embedded with ``embed_model`` (default:
+    the index's).
+    """
+
+    top_n: Optional[int] = Field(default=None, description="How many nodes to keep after the rerank (None: all).")
+
+    _target: QdrantTarget = PrivateAttr()
+    _db: DBNormClient = PrivateAttr()
+
+    def __init__(
+        self,
+        index_or_store: Any,
+        *,
+        normalizer: BankNormalizer | None = None,
+        banks: BankSet | None = None,
+        params: Params | Mapping[str, Any] | None = None,
+        query_bank: Any = None,
+        query_collection: str | None = None,
+        gallery_sample: int | None = None,
+        seed: int = 0,
+        top_n: int | None = None,
+        embed_model: BaseEmbedding | None = None,
+        db: DBNormClient | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if top_n is not None and (not isinstance(top_n, int) or top_n < 1):
+            raise InputError(f"top_n must be a positive integer or None, got {top_n!r}.")
+        super().__init__(top_n=top_n, **kwargs)
+        self._target = qdrant_target(index_or_store, embed_model=embed_model)
+        if db is not None:
+            self._db = check_db(db, self._target)
+        else:
+            cfg = resolve_config(self._target, normalizer=normalizer, banks=banks, params=params, query_bank=query_bank,
+                                 query_collection=query_collection, gallery_sample=gallery_sample, seed=seed)
+            self._db = DBNormClient(self._target.client, **cfg)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "DBNormPostprocessor"
+
+    @property
+    def dbnorm_client(self) -> DBNormClient:
+        """The :class:`DBNormClient` that reranks (e.g. to ``precompute`` statistics)."""
+        return self._db
+
+    def _rerank(self, nodes: List[NodeWithScore], vector: list[float]) -> List[NodeWithScore]:
+        if not nodes:
+            return []
+        by_id: dict[Any, NodeWithScore] = {}
+        for n in nodes:
+            by_id.setdefault(point_id(n.node.node_id), n)
+        ids = list(by_id)
+        res = self._db.query_points(
+            self._target.collection_name, query=vector, using=self._target.using, limit=len(ids),
+            candidates=len(ids), query_filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
+            with_payload=False,
+        )
+        found = {p.id: p for p in res.points}
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise InputError(
+                f"{len(missing)} node(s) are not points of collection {self._target.collection_name!r} "
+                f"(e.g. {missing[:3]}); rerank only nodes retrieved from this collection."
+            )
+        out = [with_scores(by_id[p.id].node, p) for p in res.points]
+        return out if self.top_n is None else out[: self.top_n]
+
+    def _postprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        if not nodes:
+            return []
+        return self._rerank(nodes, query_vector(query_bundle, self._target.embed_model))
+
+    async def _apostprocess_nodes(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
+    ) -> List[NodeWithScore]:
+        if not nodes:
+            return []
+        vector = await aquery_vector(query_bundle, self._target.embed_model)
+        return await asyncio.to_thread(self._rerank, nodes, vector)
