@@ -17,11 +17,16 @@ from typing import Any
 import numpy as np
 
 from ._validation import InputError, as_matrix, check_k
-from .kernels import get_backend
+from .kernels import Reduced, Request, get_backend
 from .methods import Params, activation_from_topk, score
 from .stats import GalleryStats
 
-__all__ = ["BankNormalizer", "unit_rows"]
+__all__ = ["BankNormalizer", "unit_rows", "neg_euclid", "SIMILARITIES"]
+
+#: pair similarities a :class:`BankNormalizer` can use (``dot``: cosine for unit rows)
+SIMILARITIES = ("dot", "neg_euclid")
+#: elements per similarity block on the ``neg_euclid`` path (float64: 64 MiB)
+_BLOCK_ELEMS = 1 << 23
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,25 @@ def unit_rows(X: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
     nrm = np.linalg.norm(X, axis=1, keepdims=True)
     return X / np.where(nrm == 0, 1, nrm)
+
+
+def neg_euclid(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """The negated Euclidean distance of every row pair, ``-||a - b||`` (float64 ``(len(A), len(B))``).
+
+    Computed as ``-sqrt(max(|a|^2 + |b|^2 - 2 a.b, 0))`` with one GEMM; the clamp
+    absorbs round-off for (near-)identical rows. The one place this maths lives: bank
+    statistics, activation sets and :meth:`BankNormalizer.scores` all use it.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    sq = A @ B.T
+    sq *= -2.0
+    sq += np.einsum("ij,ij->i", A, A)[:, None]
+    sq += np.einsum("ij,ij->i", B, B)[None, :]
+    np.maximum(sq, 0.0, out=sq)
+    np.sqrt(sq, out=sq)
+    np.negative(sq, out=sq)
+    return sq
 
 
 def _hash_array(h: "hashlib._Hash", a: np.ndarray | None) -> None:
@@ -60,6 +84,11 @@ class BankNormalizer:
         A ready :class:`Params` (instead of the individual arguments).
     backend:
         Kernel backend: ``auto``, ``numpy``, ``numba`` or ``torch``.
+    similarity:
+        ``"dot"`` (default; the cosine for unit rows) or ``"neg_euclid"``: every
+        bank-gallery similarity is ``-||b - g||`` (:func:`neg_euclid`), matching raw
+        scores that are negated Euclidean distances (a Qdrant ``Euclid`` collection).
+        Centring and ``method="auto"`` assume dot similarities and are refused with it.
 
     Notes
     -----
@@ -86,7 +115,11 @@ class BankNormalizer:
         gallery_bank_keys: np.ndarray | None = None,
         backend: str = "auto",
         seed: int = 0,
+        similarity: str = "dot",
     ) -> None:
+        if similarity not in SIMILARITIES:
+            raise InputError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}.")
+        self.similarity = similarity
         self.query_bank = as_matrix(query_bank, "query_bank")
         d = self.query_bank.shape[1]
         self.gallery_bank = (
@@ -100,6 +133,11 @@ class BankNormalizer:
         self.backend = get_backend(backend)
         self.tuning = None
         if params is None and method == "auto":
+            if similarity != "dot":
+                raise InputError(
+                    "method='auto' tunes on dot/cosine similarities; with similarity='neg_euclid' pick the "
+                    "method and betas yourself (negated distances have another scale)."
+                )
             from .tuning import tune
 
             self.tuning = tune(
@@ -115,10 +153,21 @@ class BankNormalizer:
                 kw["beta_g"] = beta_g
             params = Params(**kw)
         self.params = params
+        if params.center and similarity != "dot":
+            raise InputError(
+                "centring (center=True) is defined for dot/cosine similarities only; it cannot be combined "
+                f"with similarity={similarity!r} (e.g. a Euclid collection). Use center=False."
+            )
         if params.uses_gallery_bank and self.gallery_bank is None:
             raise InputError(
                 f"method {params.method!r} needs a gallery bank; pass gallery_bank= or use method='is'/'dis'."
             )
+        if params.method == "uniform" and self.gallery_bank is None:
+            raise InputError(
+                "method 'uniform' solves its Sinkhorn on the query bank x a gallery sample: pass gallery_bank= "
+                "(e.g. a sample of the collection, or the gallery itself)."
+            )
+        self._uniform = None  # SinkhornResult, solved on first use
         if params.method in ("csls", "nnn"):
             check_k(params.k, len(self.query_bank), "k", "the query bank")
         # centring: bank means and the transformed banks
@@ -137,18 +186,73 @@ class BankNormalizer:
     def _fingerprint(self) -> str:
         h = hashlib.sha256()
         _hash_array(h, self.query_bank)
-        _hash_array(h, self.gallery_bank if self.params.uses_gallery_bank or self.params.center else None)
+        uses_gb = self.params.uses_gallery_bank or self.params.center or self.params.method == "uniform"
+        _hash_array(h, self.gallery_bank if uses_gb else None)
         _hash_array(h, self.gallery_bank_keys)
         h.update(json.dumps(self.params.to_dict(), sort_keys=True).encode())
+        if self.similarity != "dot":  # dot keeps the fingerprints it always had
+            h.update(f"similarity={self.similarity}".encode())
         return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
         g = None if self.gallery_bank is None else self.gallery_bank.shape
-        return f"BankNormalizer({self.params}, query_bank={self.query_bank.shape}, gallery_bank={g}, fingerprint={self.fingerprint!r})"
+        sim = "" if self.similarity == "dot" else f", similarity={self.similarity!r}"
+        return (
+            f"BankNormalizer({self.params}, query_bank={self.query_bank.shape}, gallery_bank={g}{sim}, "
+            f"fingerprint={self.fingerprint!r})"
+        )
 
     @property
     def dim(self) -> int:
         return self.query_bank.shape[1]
+
+    # -------------------------------------------------------------- similarities
+    def pair_sims(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
+        """The raw similarity of every row pair of ``A`` and ``B`` (``A @ B.T`` or :func:`neg_euclid`)."""
+        if self.similarity == "neg_euclid":
+            return neg_euclid(A, B)
+        return A @ B.T
+
+    def _reduce(self, bank: np.ndarray, G: np.ndarray, req: Request, bank_keys=None, keys=None) -> Reduced:
+        """The kernels' bank-by-gallery reduction under this normalizer's similarity."""
+        if self.similarity == "dot":
+            return self.backend.reduce_vectors(bank, G, req, bank_keys, keys)
+        # neg_euclid: column blocks of the similarity matrix, reduced by the backend;
+        # row top-k (activation sets) merged across blocks here
+        m, n = bank.shape[0], G.shape[0]
+        col_req = Request(betas=req.betas, topk=req.topk, mean=req.mean)
+        kk = req.row_topk
+        step = max(1, _BLOCK_ELEMS // max(m, 1), kk)
+        parts: list[Reduced] = []
+        rv = np.full((m, kk), -np.inf) if kk else None
+        ri = np.full((m, kk), -1, dtype=np.int64) if kk else None
+        bk = None if bank_keys is None else np.asarray(bank_keys, dtype=np.int64)
+        for j0 in range(0, n, step):
+            j1 = min(j0 + step, n)
+            S = neg_euclid(bank, G[j0:j1])
+            gk = None if keys is None else keys[j0:j1]
+            if not col_req.is_empty():
+                parts.append(self.backend.reduce_sims(S, col_req, bk, gk))
+            if kk and j1 > j0:
+                if bk is not None and gk is not None:
+                    S[(bk[:, None] == gk[None, :]) & (bk[:, None] >= 0)] = -np.inf
+                c = min(kk, j1 - j0)
+                idx = np.sort(np.argpartition(-S, c - 1, axis=1)[:, :c], axis=1)  # index order: ties -> lower
+                vals = np.concatenate([rv, np.take_along_axis(S, idx, axis=1)], axis=1)
+                alli = np.concatenate([ri, idx + j0], axis=1)
+                order = np.argsort(-vals, axis=1, kind="stable")[:, :kk]
+                rv, ri = np.take_along_axis(vals, order, axis=1), np.take_along_axis(alli, order, axis=1)
+        out = Reduced(lse=np.empty((len(req.betas), n)))
+        if parts:
+            out.lse = np.concatenate([p.lse for p in parts], axis=1)
+            if req.topk:
+                out.topk_mean = np.concatenate([p.topk_mean for p in parts])
+            if req.mean:
+                out.mean = np.concatenate([p.mean for p in parts])
+        if kk:
+            ri[~np.isfinite(rv)] = -1
+            out.row_topk = ri
+        return out
 
     # -------------------------------------------------------------- statistics
     def _center_gallery(self, G: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,21 +299,74 @@ class BankNormalizer:
         if not activation and rq.row_topk:
             rq = type(rq)(betas=rq.betas, topk=rq.topk, mean=rq.mean)
         if not rq.is_empty():
-            r = self.backend.reduce_vectors(self._qb, G, rq)
+            r = self._reduce(self._qb, G, rq)
             if rq.betas:
                 st.lse_q = r.lse[0]
             if rq.row_topk:
                 st.act_q = activation_from_topk(r.row_topk, n)
             st.topk_mean_q, st.mean_q = r.topk_mean, r.mean
+        if p.method == "uniform":
+            sol = self.uniform_solution()
+            st.uniform_v = self._column_potentials(sol, G) / p.beta_q
         rg = p.gallery_bank_request()
         if not activation and rg.row_topk:
             rg = type(rg)(betas=rg.betas)
         if not rg.is_empty():
-            r = self.backend.reduce_vectors(self._gb, G, rg, self.gallery_bank_keys, keys)
+            r = self._reduce(self._gb, G, rg, self.gallery_bank_keys, keys)
             st.lse_g = r.lse[0]
             if rg.row_topk:
                 st.act_g = activation_from_topk(r.row_topk, n)
         return st
+
+    # ------------------------------------------------------------ uniform retrieval
+    def uniform_solution(self):  # -> sinkhorn.SinkhornResult
+        """The Sinkhorn of ``uniform``: solved once on the query bank x the gallery bank.
+
+        The gallery bank stands for the gallery (pass a sample of the collection, or the
+        gallery itself). Its bank potentials ``u(b)`` are kept; the statistic of every item
+        (of the gallery bank, of the collection, page by page, or new) is then the column
+        half-step ``v(g) = log(1/n_ref) - LSE_b(beta s(b, g) + u(b))``, so statistics never
+        need the whole collection and new items need no re-solve. For an item of the
+        gallery bank it equals the full solve's potential. Streamed over bank blocks.
+        """
+        if self._uniform is None:
+            from .sinkhorn import sinkhorn_vectors
+
+            p = self.params
+            self._uniform = sinkhorn_vectors(self._qb, self._gb, p.beta_q, sims=self.pair_sims, n_iter=int(p.k))
+            log.info(
+                "uniform: Sinkhorn on %d x %d in %d iterations, row-marginal error %.2g",
+                len(self._qb), len(self._gb), self._uniform.iterations, self._uniform.error,
+            )
+        return self._uniform
+
+    def _column_potentials(self, sol, G: np.ndarray) -> np.ndarray:
+        from .sinkhorn import column_potentials
+
+        return column_potentials(sol.u, sol.beta, sol.n_ref, bank=self._qb, gallery=G, sims=self.pair_sims)
+
+    def activation(self, gallery: np.ndarray, *, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Activation flags ``(act_q, act_g)`` of a gated method over the *whole* gallery.
+
+        The top-``k`` of each query-bank (and, for ``dualdis``, gallery-bank) item among
+        ``gallery`` under this normalizer's similarity; a sampled gallery-bank item skips
+        itself (``keys``). For other methods both arrays are all False.
+        """
+        p = self.params
+        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
+        n = G.shape[0]
+        act_q = np.zeros(n, dtype=bool)
+        act_g = np.zeros(n, dtype=bool)
+        if not p.gated or n == 0:
+            return act_q, act_g
+        if keys is not None:
+            keys = np.asarray(keys, dtype=np.int64)
+        k = min(int(p.k), n)
+        act_q = activation_from_topk(self._reduce(self._qb, G, Request(row_topk=k)).row_topk, n)
+        if p.method == "dualdis":
+            r = self._reduce(self._gb, G, Request(row_topk=k), self.gallery_bank_keys, keys)
+            act_g = activation_from_topk(r.row_topk, n)
+        return act_q, act_g
 
     # ------------------------------------------------------------------ scoring
     def _base_scores(self, Q: np.ndarray, raw: np.ndarray, stats: GalleryStats) -> np.ndarray:
@@ -271,7 +428,7 @@ class BankNormalizer:
             self.check_stats(stats)
             if stats.n != G.shape[0]:
                 raise InputError(f"stats describe {stats.n} items but gallery has {G.shape[0]} rows.")
-        raw = Q @ G.T
+        raw = self.pair_sims(Q, G)
         return score(self._base_scores(Q, raw, stats), stats, self.params)
 
     def search(

@@ -56,6 +56,10 @@ class RerankedPoint(models.ScoredPoint):
     raw_score: float
 
 
+_MASK63 = (1 << 63) - 1
+_POINT_FIELDS = frozenset(("id", "version", "score", "payload", "vector", "shard_key", "order_value", "raw_score"))
+
+
 @dataclass(frozen=True)
 class CollectionConfig:
     """Per-collection settings of :class:`~.client.DBNormClient` (``None``: the client's default).
@@ -244,6 +248,7 @@ class Core:
         payload_key: str = "_dbnorm",
         cache_size: int = 1_000_000,
         backend: str = "auto",
+        exact_activation_max: int = 50_000,
     ) -> None:
         if mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -253,6 +258,7 @@ class Core:
         self.collections: dict[str, CollectionConfig] = dict(collections or {})
         self.payload_key = payload_key
         self.backend = backend
+        self.exact_activation_max = int(exact_activation_max)
         self.cache = StatsCache(cache_size)
         self._lock = threading.RLock()
         self._info: dict[tuple[str, str | None], VectorInfo] = {}
@@ -367,21 +373,24 @@ class Core:
                 f"the banks have dimension {banks.dim} but vector {info.using or '(default)'} of collection "
                 f"{collection!r} has size {info.size}; use banks embedded with the same model."
             )
-        if info.distance == "Euclid":
-            raise InputError(
-                f"collection {collection!r} uses the Euclid distance: computing bank statistics with negated "
-                "distances is not implemented yet; use a Cosine or Dot collection."
-            )
         unit = info.distance == "Cosine"
+        # Euclid: Qdrant returns distances; similarity = -distance, for the banks too
+        sim = "neg_euclid" if info.distance == "Euclid" else "dot"
+        if params.center and sim != "dot":
+            raise InputError(
+                f"collection {collection!r} uses the Euclid distance: centring (center=True) is defined for "
+                "dot/cosine similarities only; use center=False."
+            )
         backend = self.backend if base_nz is None else base_nz.backend.name
         if (
             base_nz is not None
             and base_nz.params == params
+            and base_nz.similarity == sim
             and not (unit and not _is_unit(base_nz.query_bank, base_nz.gallery_bank))
         ):
             nz = base_nz
         else:
-            nz = banks.normalizer(params, unit=unit, backend=backend)
+            nz = banks.normalizer(params, unit=unit, backend=backend, similarity=sim)
         with self._lock:
             self._nz[key] = nz
         return nz
@@ -444,20 +453,53 @@ class Core:
 
     # ---------------------------------------------------------------- activation
     def activation_logic(self, collection: str, info: VectorInfo, nz: BankNormalizer, refresh: bool = False) -> Logic:
-        """Activation sets (point keys) of a gated method, computed with Qdrant: one query per
-        bank vector (limit k; a sampled gallery-bank item is skipped in its own list)."""
+        """Activation sets (point keys) of a gated method over the whole collection.
+
+        A collection of at most ``exact_activation_max`` points is scrolled once with its
+        vectors and the sets come from the kernels (:meth:`BankNormalizer.activation`:
+        exact top-k, the same similarity as the statistics; one scroll instead of one
+        query per bank vector). A larger one uses Qdrant itself: one query per bank
+        vector (limit k), in batches. A sampled gallery-bank item is skipped in its own list.
+        """
         ck = (collection, info.using, nz.fingerprint)
         if not refresh and ck in self._act:
             return self._act[ck]
         p = nz.params
         k = int(p.k)
-        act_q = yield from self._topk_union(collection, info, nz.query_bank, k, None)
-        act_g: frozenset[int] = frozenset()
-        if p.method == "dualdis":
-            act_g = yield from self._topk_union(collection, info, nz.gallery_bank, k, nz.gallery_bank_keys)
+        total = (yield Call("count", dict(collection_name=collection, exact=True))).count
+        if total <= self.exact_activation_max:
+            act_q, act_g = yield from self._exact_activation(collection, info, nz)
+        else:
+            act_q = yield from self._topk_union(collection, info, nz.query_bank, k, None)
+            act_g: frozenset[int] = frozenset()
+            if p.method == "dualdis":
+                act_g = yield from self._topk_union(collection, info, nz.gallery_bank, k, nz.gallery_bank_keys)
         with self._lock:
             self._act[ck] = (act_q, act_g)
         return act_q, act_g
+
+    def _exact_activation(self, collection: str, info: VectorInfo, nz: BankNormalizer, page: int = 2048) -> Logic:
+        keys: list[int] = []
+        vecs: list[Any] = []
+        offset = None
+        while True:
+            recs, offset = yield Call(
+                "scroll",
+                dict(collection_name=collection, limit=page, offset=offset, with_payload=False,
+                     with_vectors=True if info.using is None else [info.using]),
+            )
+            for r in recs:
+                v = _vector_from(r, info.using)
+                if v is not None:
+                    keys.append(point_key(r.id))
+                    vecs.append(v)
+            if offset is None:
+                break
+        if not vecs:
+            return frozenset(), frozenset()
+        ks = np.asarray(keys, dtype=np.int64)
+        a_q, a_g = nz.activation(np.asarray(vecs, dtype=np.float32), keys=ks)
+        return frozenset(ks[a_q].tolist()), frozenset(ks[a_g].tolist())
 
     def _topk_union(self, collection: str, info: VectorInfo, bank: np.ndarray, k: int, keys: Any, chunk: int = 256) -> Logic:
         out: set[int] = set()
@@ -480,6 +522,7 @@ class Core:
         with self._lock:
             self.cache.clear(collection)
             self._info = {k: v for k, v in self._info.items() if k[0] != collection}
+            self._nz = {k: v for k, v in self._nz.items() if k[0] != collection}
             self._act = {k: v for k, v in self._act.items() if k[0] != collection}
             self._payload_ready = {k for k in self._payload_ready if k[0] != collection}
             self._warm = {k: v for k, v in self._warm.items() if k[0] != collection}
@@ -506,6 +549,26 @@ class Core:
             yield from self._client_logic(collection, client_plans, extra)
         return [p.result for p in plans]
 
+    def _batch_call(self, collection: str, reqs: list[dict[str, Any]], extra: dict[str, Any]) -> Logic:
+        """One candidate query per request: ``query_points`` for a single one (no request
+        models, no deep copy), else one ``query_batch_points``."""
+        if len(reqs) == 1:
+            r = reqs[0]
+            resp = yield Call(
+                "query_points",
+                dict(collection_name=collection, query=r["query"], using=r.get("using"), prefetch=r.get("prefetch"),
+                     query_filter=r.get("filter"), search_params=r.get("params"), limit=r["limit"],
+                     offset=r.get("offset"), score_threshold=r.get("score_threshold"),
+                     with_payload=r.get("with_payload", False), with_vectors=r.get("with_vector", False),
+                     shard_key_selector=r.get("shard_key"), **extra),
+            )
+            return [resp]
+        res = yield Call(
+            "query_batch_points",
+            dict(collection_name=collection, requests=[models.QueryRequest(**r) for r in reqs], **extra),
+        )
+        return res
+
     def _client_logic(self, collection: str, plans: list[Plan], extra: dict[str, Any]) -> Logic:
         key = self.payload_key
         reqs = []
@@ -513,14 +576,14 @@ class Core:
             s = p.spec
             warm = self._warm.get((collection, p.info.using, p.nz.fingerprint), False)
             reqs.append(
-                models.QueryRequest(
+                dict(
                     query=s.query, using=s.using, filter=s.filter, params=s.params, limit=p.n,
                     with_payload=_merge_payload(s.with_payload, key),
                     with_vector=_merge_vectors(s.with_vector, p.info.using) if not warm else s.with_vector,
                     shard_key=s.shard_key,
                 )
             )
-        responses = yield Call("query_batch_points", dict(collection_name=collection, requests=reqs, **extra))
+        responses = yield from self._batch_call(collection, reqs, extra)
         # statistics of every candidate: cache, then payload, then vectors (fetched or retrieved)
         recs_all: list[list[dict | None]] = []
         todo: dict[str, dict[int, tuple[Any, Any]]] = {}  # fp -> key -> (id, vector or None)
@@ -529,25 +592,38 @@ class Core:
             fp = p.nz.fingerprint
             nzs[fp] = p.nz
             pts = resp.points
-            keys = [point_key(pt.id) for pt in pts]
+            keys = [i if type(i) is int and 0 <= i <= _MASK63 else point_key(i) for i in (pt.id for pt in pts)]
             recs = self.cache.get_many(collection, keys, fp)
-            from_payload = []
-            n_payload = 0
-            for j, pt in enumerate(pts):
-                pr = (pt.payload or {}).get(key)
-                if isinstance(pr, dict) and pr.get("fp") == fp:
-                    n_payload += 1
-                    if recs[j] is None and all(f in pr for f in p.fields):
-                        recs[j] = pr
-                        from_payload.append((keys[j], pr))
-                if recs[j] is None:
-                    todo.setdefault(fp, {})[keys[j]] = (pt.id, _vector_from(pt, p.info.using) if pt.vector is not None else None)
-            if from_payload:
-                self.cache.put_many(collection, from_payload, fp)
-            if pts and n_payload == len(pts) and not p.nz.params.center:
-                with self._lock:
-                    self._payload_ready.add((collection, p.info.using, fp))
-            self._warm[(collection, p.info.using, fp)] = not any(r is None for r in recs)
+            if pts:
+                # the payload is scanned only when a candidate is missing from the cache, or
+                # (to notice a precompute and switch "auto" to the server path) when the
+                # best candidate carries current statistics
+                pr0 = (pts[0].payload or {}).get(key)
+                scan = None in recs or (isinstance(pr0, dict) and pr0.get("fp") == fp)
+            else:
+                scan = False
+            if scan:
+                from_payload = []
+                n_payload = 0
+                for j, pt in enumerate(pts):
+                    pr = (pt.payload or {}).get(key)
+                    if isinstance(pr, dict) and pr.get("fp") == fp:
+                        n_payload += 1
+                        if recs[j] is None and all(f in pr for f in p.fields):
+                            recs[j] = pr
+                            from_payload.append((keys[j], pr))
+                    if recs[j] is None:
+                        todo.setdefault(fp, {})[keys[j]] = (
+                            pt.id, _vector_from(pt, p.info.using) if pt.vector is not None else None
+                        )
+                if from_payload:
+                    self.cache.put_many(collection, from_payload, fp)
+                if n_payload == len(pts) and not p.nz.params.center:
+                    with self._lock:
+                        self._payload_ready.add((collection, p.info.using, fp))
+                self._warm[(collection, p.info.using, fp)] = not any(r is None for r in recs)
+            elif pts:
+                self._warm[(collection, p.info.using, fp)] = True
             recs_all.append(recs)
         computed: dict[str, dict[int, dict]] = {}
         for fp, items in todo.items():
@@ -574,26 +650,30 @@ class Core:
             computed[fp] = new
         for p, resp, recs in zip(plans, responses, recs_all):
             fp = p.nz.fingerprint
-            for j, pt in enumerate(resp.points):
-                if recs[j] is None:
-                    recs[j] = computed.get(fp, {}).get(point_key(pt.id))
+            if fp in computed:
+                got = computed[fp]
+                for j, pt in enumerate(resp.points):
+                    if recs[j] is None:
+                        recs[j] = got.get(point_key(pt.id))
             yield from self._finish_client(p, resp, recs)
 
     def _finish_client(self, p: Plan, resp: models.QueryResponse, recs: list[dict | None]) -> Logic:
-        s, key = p.spec, self.payload_key
-        keep = [j for j, r in enumerate(recs) if r is not None]  # a point deleted meanwhile drops out
-        pts = [resp.points[j] for j in keep]
-        recs = [recs[j] for j in keep]
+        s = p.spec
+        pts = resp.points
+        if None in recs:  # a point deleted meanwhile drops out
+            keep = [j for j, r in enumerate(recs) if r is not None]
+            pts = [pts[j] for j in keep]
+            recs = [recs[j] for j in keep]
         if not pts:
             p.result = QueryResponse(points=[])
             return
-        raw = np.fromiter((pt.score for pt in pts), dtype=np.float64, count=len(pts))
-        sim = p.info.sign * raw
+        n = len(pts)
+        raw = np.fromiter([pt.score for pt in pts], dtype=np.float64, count=n)
+        sim = raw if p.info.sign > 0 else -raw
         top1 = int(np.argmax(sim))
-        st = GalleryStats(
-            n=len(pts), fingerprint=p.nz.fingerprint,
-            **{f: np.fromiter((r[f] for r in recs), dtype=np.float64, count=len(recs)) for f in p.fields},
-        )
+        fields = p.fields
+        vals = np.array([[r[f] for f in fields] for r in recs], dtype=np.float64).reshape(n, len(fields))
+        st = GalleryStats(n=n, fingerprint=p.nz.fingerprint, **{f: vals[:, i] for i, f in enumerate(fields)})
         if p.nz.params.gated:
             a_q = recs[top1].get("act_q")
             a_g = recs[top1].get("act_g")
@@ -601,29 +681,37 @@ class Core:
                 sets = yield from self.activation_logic(p.info.collection, p.info, p.nz)
                 k1 = point_key(pts[top1].id)
                 a_q, a_g = k1 in sets[0], k1 in sets[1]
-            st.act_q = np.zeros(len(pts), dtype=bool)
-            st.act_g = np.zeros(len(pts), dtype=bool)
+            st.act_q = np.zeros(n, dtype=bool)
+            st.act_g = np.zeros(n, dtype=bool)
             st.act_q[top1], st.act_g[top1] = bool(a_q), bool(a_g)
         norm = p.nz.rerank(p.qvec, sim, st, top1=top1)
-        order = np.lexsort((np.arange(len(pts)), -norm))
         off = s.offset or 0
-        order = order[off : off + s.limit]
-        out = []
-        for j in order:
-            sc = float(norm[j])
-            if s.score_threshold is not None and sc < s.score_threshold:
-                break
-            pt = pts[j]
-            out.append(self._point(pt, sc, float(pt.score), s))
-        p.result = QueryResponse(points=out)
+        m = off + s.limit
+        if m < n:  # only the top (offset + limit) need sorting
+            part = np.argpartition(-norm, m - 1)[:m]
+            order = part[np.lexsort((part, -norm[part]))]
+        else:
+            order = np.lexsort((np.arange(n), -norm))
+        order = order[off:m]
+        sc = norm[order]
+        if s.score_threshold is not None:
+            cut = np.flatnonzero(sc < s.score_threshold)
+            if cut.size:
+                order = order[: cut[0]]
+        p.result = QueryResponse(points=[self._point(pts[j], float(norm[j]), pts[j].score, s) for j in order.tolist()])
 
     def _point(self, pt: Any, score: float, raw: float, s: Spec) -> RerankedPoint:
-        return RerankedPoint.model_construct(
-            id=pt.id, version=pt.version, score=score, raw_score=raw,
-            payload=_strip_payload(pt.payload, s.with_payload, self.payload_key),
-            vector=_strip_vector(pt.vector, s.with_vector, s.using), shard_key=pt.shard_key,
-            order_value=pt.order_value,
-        )
+        out = object.__new__(RerankedPoint)  # what model_construct does, without its per-field overhead
+        object.__setattr__(out, "__dict__", {
+            "id": pt.id, "version": pt.version, "score": score,
+            "payload": _strip_payload(pt.payload, s.with_payload, self.payload_key),
+            "vector": _strip_vector(pt.vector, s.with_vector, s.using), "shard_key": pt.shard_key,
+            "order_value": pt.order_value, "raw_score": float(raw),
+        })
+        object.__setattr__(out, "__pydantic_fields_set__", set(_POINT_FIELDS))
+        object.__setattr__(out, "__pydantic_extra__", None)
+        object.__setattr__(out, "__pydantic_private__", None)
+        return out
 
     # ------------------------------------------------------------ server path
     def _server_logic(self, collection: str, plans: list[Plan], extra: dict[str, Any]) -> Logic:
@@ -632,12 +720,11 @@ class Core:
         gated = [i for i, p in enumerate(plans) if p.nz.params.gated]
         if gated:
             reqs = [
-                models.QueryRequest(query=plans[i].spec.query, using=plans[i].spec.using, filter=plans[i].spec.filter,
-                                    params=plans[i].spec.params, limit=1, with_payload=[key],
-                                    shard_key=plans[i].spec.shard_key)
+                dict(query=plans[i].spec.query, using=plans[i].spec.using, filter=plans[i].spec.filter,
+                     params=plans[i].spec.params, limit=1, with_payload=[key], shard_key=plans[i].spec.shard_key)
                 for i in gated
             ]
-            tops = yield Call("query_batch_points", dict(collection_name=collection, requests=reqs, **extra))
+            tops = yield from self._batch_call(collection, reqs, extra)
             for i, r in zip(gated, tops):
                 if not r.points:
                     plans[i].result = QueryResponse(points=[])
@@ -654,14 +741,14 @@ class Core:
         for i in todo:
             p, s = plans[i], plans[i].spec
             reqs.append(
-                models.QueryRequest(
+                dict(
                     prefetch=models.Prefetch(query=s.query, using=s.using, filter=s.filter, params=s.params, limit=p.n),
                     query=_server.formula_query(p.nz.params, key, p.info.sign, *gates[i]),
                     limit=s.limit, offset=s.offset, score_threshold=s.score_threshold,
                     with_payload=_merge_payload(s.with_payload, key), with_vector=s.with_vector, shard_key=s.shard_key,
                 )
             )
-        res = yield Call("query_batch_points", dict(collection_name=collection, requests=reqs, **extra))
+        res = yield from self._batch_call(collection, reqs, extra)
         for i, r in zip(todo, res):
             p = plans[i]
             fp = p.nz.fingerprint

@@ -36,6 +36,8 @@ def point_key(pid: Any) -> int:
 
     Used for self-exclusion (bank sampling and statistics) and by the statistics cache.
     """
+    if type(pid) is int and 0 <= pid <= _MASK63:  # the hot path: plain non-negative int ids
+        return pid
     if isinstance(pid, (int, np.integer)) and not isinstance(pid, bool):
         v = int(pid)
         if 0 <= v <= _MASK63:
@@ -106,16 +108,21 @@ class BankSet:
             gallery, keys = gallery.gallery_bank, gallery.gallery_keys
         return BankSet(self.query_bank, gallery, keys)
 
-    def normalizer(self, params: Params | None = None, *, unit: bool = False, backend: str = "auto", **kw: Any) -> BankNormalizer:
+    def normalizer(
+        self, params: Params | None = None, *, unit: bool = False, backend: str = "auto", similarity: str = "dot",
+        **kw: Any,
+    ) -> BankNormalizer:
         """A :class:`BankNormalizer` over these banks (rows scaled to unit norm with ``unit``,
-        as a cosine collection needs)."""
+        as a cosine collection needs; ``similarity="neg_euclid"`` for a Euclid collection)."""
         qb, gb = self.query_bank, self.gallery_bank
         if unit:
             qb = unit_rows(qb).astype(qb.dtype)
             gb = None if gb is None else unit_rows(gb).astype(gb.dtype)
         if params is None:
             params = Params(**kw) if kw else Params()
-        return BankNormalizer(qb, gb, params=params, gallery_bank_keys=self.gallery_keys, backend=backend)
+        return BankNormalizer(
+            qb, gb, params=params, gallery_bank_keys=self.gallery_keys, backend=backend, similarity=similarity
+        )
 
 
 # ------------------------------------------------------------------ collections

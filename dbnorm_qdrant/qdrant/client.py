@@ -106,11 +106,13 @@ class _Base:
         payload_key: str = "_dbnorm",
         cache_size: int = 1_000_000,
         backend: str = "auto",
+        exact_activation_max: int = 50_000,
     ) -> None:
         self.client = client
         self.core = Core(
             normalizer, banks=banks, params=params, collections=collections, candidates=candidates, mode=mode,
             payload_key=payload_key, cache_size=cache_size, backend=backend,
+            exact_activation_max=exact_activation_max,
         )
 
     @property
@@ -177,6 +179,10 @@ class DBNormClient(_Base):
         The reserved payload key for stored statistics (the only key ever written).
     cache_size:
         Capacity (points) of the statistics LRU cache.
+    exact_activation_max:
+        ``dis``/``dualdis``: a collection of at most this many points has its activation
+        sets computed exactly from its scrolled vectors with the kernels; a larger one
+        with Qdrant (one query per bank vector, limit k). ``0``: always Qdrant.
     """
 
     def query_points(self, collection_name: str, query: Any = None, **kwargs: Any) -> QueryResponse:

@@ -20,8 +20,9 @@ from ..stats import STAT_FIELDS, GalleryStats
 
 __all__ = ["coefficients", "formula_query", "LINEAR_FIELDS"]
 
-#: statistics that enter a score linearly (the rest are gates or centring terms)
-LINEAR_FIELDS = ("lse_q", "lse_g", "topk_mean_q", "mean_q")
+#: statistics that enter a score linearly: all but the gates and the centring terms
+#: (derived, so a new additive statistic reaches the server formula by itself)
+LINEAR_FIELDS = tuple(f for f in STAT_FIELDS if f not in ("act_q", "act_g", "center_dot", "center_norm"))
 #: default for a missing payload field: pushes a point without statistics to the top,
 #: where the client sees it and falls back to the client-side path
 MISSING = 1.0e6

@@ -86,9 +86,11 @@ def wordnet():
 
 
 @pytest.fixture(scope="module")
-def wordnet_collection(wordnet):
-    client = QdrantClient(":memory:")
-    client.create_collection("wn", vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
-    client.upload_collection("wn", vectors=wordnet["G"], ids=list(range(len(wordnet["G"]))),
-                             payload=[{"i": i} for i in range(len(wordnet["G"]))], wait=True)
-    return client, "wn"
+def wordnet_collection(wordnet, qclient):
+    """G_test (5000 x 384, Cosine) in a collection of ``qclient`` (local mode, or a server)."""
+    name = f"wn_{uuid.uuid4().hex[:8]}"
+    qclient.create_collection(name, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
+    qclient.upload_collection(name, vectors=wordnet["G"], ids=list(range(len(wordnet["G"]))),
+                              payload=[{"i": i} for i in range(len(wordnet["G"]))], wait=True)
+    yield qclient, name
+    qclient.delete_collection(name)
