@@ -1095,7 +1095,33 @@ def build_parser() -> argparse.ArgumentParser:
     _qdrant_opts(p, required=False)
     _common(p)
     p.set_defaults(func=cmd_report)
+
+    from .adapter import add_cli as _add_adapter_cli
+
+    p = _add_adapter_cli(sub)  # options from AdapterConfig, defined next to the adapter
+    _common(p)
+    p.set_defaults(func=cmd_train_adapter)
     return ap
+
+
+def cmd_train_adapter(args: argparse.Namespace) -> int:
+    """``train-adapter``: NeighborRetr-style adapter on ``.npy`` pairs (experimental; needs torch)."""
+    from dataclasses import fields
+
+    from . import adapter
+
+    if adapter.torch is None:
+        raise CliError('train-adapter needs torch; install it with pip install "dbnorm-qdrant[torch]".')
+    Q = _load_npy(args.queries, "--queries")
+    G = _load_npy(args.gallery, "--gallery")
+    if Q.ndim != 2 or G.ndim != 2 or Q.shape != G.shape:
+        raise CliError(f"--queries {Q.shape} and --gallery {G.shape} must be 2-D and the same shape (row i pairs with row i).")
+    cfg = adapter.AdapterConfig(**{f.name: getattr(args, f.name) for f in fields(adapter.AdapterConfig)})
+    ad = adapter.train_adapter(Q, G, cfg, progress=not args.quiet)
+    path = ad.save(args.out, format=args.format)
+    log.info("saved the adapter to %s", path)
+    print(json.dumps({"weights": str(path), "config": str(path.with_suffix(".json")), "history": ad.history}))
+    return 0
 
 
 def _setup_logging(args: argparse.Namespace) -> None:

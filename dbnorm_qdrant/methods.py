@@ -42,15 +42,15 @@ __all__ = [
 ]
 
 #: every method name accepted by :func:`normalize`
-METHODS: tuple[str, ...] = ("none", "is", "dis", "dualis", "dualdis", "csls", "nnn", "centrality")
+METHODS: tuple[str, ...] = ("none", "is", "dis", "dualis", "dualdis", "csls", "nnn", "centrality", "uniform")
 GATED = frozenset({"dis", "dualdis"})
 DUAL = frozenset({"dualis", "dualdis"})
-ADDITIVE = frozenset({"none", "is", "dualis", "csls", "nnn", "centrality"})
+ADDITIVE = frozenset({"none", "is", "dualis", "csls", "nnn", "centrality", "uniform"})
 
 DEFAULT_BETA_Q = 20.0
 DEFAULT_BETA_G = 3.0
-_DEFAULT_K = {"dis": 1, "dualdis": 1, "csls": 10, "nnn": 128}
-_DEFAULT_ALPHA = {"nnn": 0.75, "centrality": 0.5}
+_DEFAULT_K = {"dis": 1, "dualdis": 1, "csls": 10, "nnn": 128, "uniform": 50}
+_DEFAULT_ALPHA = {"nnn": 0.75, "centrality": 0.5, "uniform": 0.5}
 
 
 def _check_method(method: Any) -> str:
@@ -79,8 +79,10 @@ class Params:
     k:
         ``dis`` / ``dualdis``: top-k of each bank item that forms the activation set
         (default 1). ``csls`` / ``nnn``: neighbours averaged (default 10 / 128).
+        ``uniform``: maximum Sinkhorn iterations (default 50; 1 = inverted softmax).
     alpha:
-        Weight of the bias for ``nnn`` (default 0.75) and ``centrality`` (default 0.5).
+        Weight of the bias for ``nnn`` (default 0.75) and ``centrality`` (default 0.5);
+        for ``uniform`` the damping lambda in [0, 1] (default 0.5).
     center:
         Centre both sides on their bank means before normalising (vector level only).
     """
@@ -109,6 +111,8 @@ class Params:
             a = float(self.alpha)
             if not math.isfinite(a) or a < 0:
                 raise InputError(f"alpha must be a finite number >= 0, got {self.alpha!r}.")
+            if m == "uniform" and a > 1:
+                raise InputError(f"alpha (the damping lambda of 'uniform') must be in [0, 1], got {self.alpha!r}.")
             object.__setattr__(self, "alpha", a)
         object.__setattr__(self, "center", bool(self.center))
 
@@ -193,6 +197,8 @@ def bias(stats: GalleryStats, p: Params) -> np.ndarray:
         return float(p.alpha) * _need(stats, "topk_mean_q", p)
     if m == "centrality":
         return float(p.alpha) * _need(stats, "mean_q", p)
+    if m == "uniform":  # s + lambda * v / beta, v the Sinkhorn gallery potential (uniform_v = v / beta)
+        return -float(p.alpha) * _need(stats, "uniform_v", p)
     raise AssertionError(m)
 
 
@@ -253,7 +259,7 @@ def _faithful(S: np.ndarray, stats: GalleryStats, p: Params) -> np.ndarray:
     """The official implementations' values (see module docstring), in float64."""
     S = np.asarray(S, dtype=np.float64)
     m = p.method
-    if m in ("none", "csls", "nnn", "centrality"):
+    if m in ("none", "csls", "nnn", "centrality", "uniform"):
         return score(S, stats, p)  # no official code: the log-domain score is the definition
     top1 = np.argmax(S, axis=1)
     lse_q = stats.lse_q
@@ -308,6 +314,9 @@ def stats_from_sims(
             st.act_q = activation_from_topk(r.row_topk, n)
         st.topk_mean_q = r.topk_mean
         st.mean_q = r.mean
+    if p.method == "uniform":
+        check_finite(query_bank_sims, "query_bank_sims")
+        st.uniform_v = uniform_potentials(query_bank_sims, p)
     rg = p.gallery_bank_request()
     if not rg.is_empty():
         r = checked(be.reduce_sims(gallery_bank_sims, rg), gallery_bank_sims, "gallery_bank_sims")
@@ -315,6 +324,18 @@ def stats_from_sims(
         if rg.row_topk:
             st.act_g = activation_from_topk(r.row_topk, n)
     return st
+
+
+def uniform_potentials(query_bank_sims: np.ndarray, p: Params) -> np.ndarray:
+    """The ``uniform_v`` statistic of the columns of a bank-by-gallery matrix: ``v(g) / beta``.
+
+    ``v`` are the gallery potentials of the uniform-marginal Sinkhorn on
+    ``beta_q * query_bank_sims`` (:mod:`dbnorm_qdrant.sinkhorn`), streamed over row blocks.
+    """
+    from .sinkhorn import sinkhorn_sims
+
+    r = sinkhorn_sims(query_bank_sims, p.beta_q, n_iter=int(p.k))
+    return r.v / p.beta_q
 
 
 # ------------------------------------------------------------------ the matrix API
@@ -338,8 +359,8 @@ def normalize(
     S:
         ``(n_queries, n_gallery)`` raw similarities (cosine, dot, or negated distance).
     method:
-        ``none``, ``is``, ``dis``, ``dualis``, ``dualdis``, ``csls``, ``nnn`` or
-        ``centrality`` (methods.md §3).
+        ``none``, ``is``, ``dis``, ``dualis``, ``dualdis``, ``csls``, ``nnn``,
+        ``centrality`` or ``uniform`` (methods.md §3).
     query_bank_sims:
         ``(n_query_bank, n_gallery)`` similarities of query-bank items to the same
         gallery. Needed by every method but ``none``.
@@ -353,7 +374,10 @@ def normalize(
         Activation top-k for ``dis``/``dualdis`` (default 1); neighbours for ``csls``
         (10) and ``nnn`` (128).
     alpha:
-        Bias weight of ``nnn`` (0.75) and ``centrality`` (0.5).
+        Bias weight of ``nnn`` (0.75) and ``centrality`` (0.5); damping lambda in [0, 1]
+        of ``uniform`` (0.5). For ``uniform``, ``k`` is the maximum number of Sinkhorn
+        iterations (50) and ``beta_q`` its beta; the Sinkhorn runs on
+        ``query_bank_sims`` itself, i.e. on this gallery.
     faithful:
         Return the official code's values (float64) instead of the log-domain scores.
     backend:

@@ -26,6 +26,7 @@ STAT_FIELDS: tuple[str, ...] = (
     "mean_q",
     "center_dot",
     "center_norm",
+    "uniform_v",
 )
 _BOOL = {"act_q", "act_g"}
 
@@ -49,6 +50,9 @@ class GalleryStats:
     center_dot, center_norm:
         With centering: ``g . mean(B_Q)`` and ``||g - mean(B_G)||``; with them a raw
         score can be turned into the centred cosine without the item's vector.
+    uniform_v:
+        ``v(g) / beta``: the gallery potential of the uniform-marginal Sinkhorn on
+        ``beta * S_bank`` (uniform retrieval; the bias is ``-lambda * uniform_v``).
     fingerprint:
         Identifies the banks and parameters the statistics were computed with.
     """
@@ -62,6 +66,7 @@ class GalleryStats:
     mean_q: np.ndarray | None = None
     center_dot: np.ndarray | None = None
     center_norm: np.ndarray | None = None
+    uniform_v: np.ndarray | None = None
     fingerprint: str = ""
 
     def present(self) -> tuple[str, ...]:

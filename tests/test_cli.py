@@ -273,3 +273,22 @@ def test_shipped_sample_is_small_and_documented():
     assert (data / "demo_wordnet.npz").stat().st_size < 8_000_000
     info = json.loads((data / "demo_wordnet.json").read_text())
     assert "WordNet" in info["licence"] and "MiniLM" in info["model"]
+
+
+def test_train_adapter_command(files, tmp_path):
+    pytest.importorskip("torch")
+    out = tmp_path / "adapter"
+    r = _ok(cli("train-adapter", "--queries", files["QB"], "--gallery", files["GB"], "--out", out, "--epochs", "1",
+                "--format", "torch", "-q"))
+    info = json.loads(r.stdout)
+    weights = Path(info["weights"])
+    assert weights.exists() and weights.stat().st_size > 1000 and Path(info["config"]).exists()
+    assert len(info["history"]) == 1 and np.isfinite(info["history"][0])
+    from dbnorm_qdrant.adapter import load_adapter
+
+    ad = load_adapter(weights)
+    Q = np.load(files["QB"])
+    adapted = ad.adapt_queries(Q[:5])
+    assert adapted.shape == (5, Q.shape[1]) and np.allclose(np.linalg.norm(adapted, axis=1), 1, atol=1e-4)
+    bad = cli("train-adapter", "--queries", files["QB"], "--gallery", files["G"], "--out", out)
+    assert bad.returncode == 2 and "same shape" in bad.stderr and "Traceback" not in bad.stderr
