@@ -29,6 +29,7 @@ import numpy as np
 
 from ._validation import InputError, as_matrix, check_beta, check_finite, check_k
 from .kernels import Request, get_backend
+from .kernels._tiles import for_row_chunks
 from .stats import GalleryStats
 
 __all__ = [
@@ -236,7 +237,8 @@ def score(
         np.copyto(out, S)
         return out
     if not p.gated:
-        np.subtract(S, bias(stats, p).astype(dtype), out=out)
+        b = bias(stats, p).astype(dtype)
+        for_row_chunks(S.shape[0], S.size, lambda r0, r1: np.subtract(S[r0:r1], b, out=out[r0:r1]))
         return out
     if top1 is None:
         top1 = np.argmax(S, axis=1)

@@ -131,3 +131,23 @@ def run_tiles(
                     merge(j0, res)
     finite = None if not flags or None in flags else all(flags)
     return Reduced(lse=lse, topk_mean=topk_mean, mean=mean, row_topk=row_i, finite=finite)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def for_row_chunks(n_rows: int, n_elements: int, fn: Callable[[int, int], None]) -> None:
+    """Run ``fn(r0, r1)`` over row chunks, in parallel threads for large arrays.
+
+    For memory-bound NumPy element-wise work (ufuncs release the GIL): a fresh output of
+    100 MB is written about twice as fast by two threads, page faults included.
+    """
+    global _POOL
+    workers = n_threads()
+    if workers == 1 or n_elements < (1 << 21) or n_rows < 2 * workers:
+        fn(0, n_rows)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="dbnorm-rows")
+    step = -(-n_rows // workers)
+    list(_POOL.map(lambda r0: fn(r0, min(r0 + step, n_rows)), range(0, n_rows, step)))

@@ -30,53 +30,62 @@ _LN2_LO = np.float32(-2.12194440e-4)
 
 
 @nb.njit(nogil=True, cache=True, fastmath=_FM)
-def _lse_update_f32(S, r0, r1, c0, beta, mx, acc, kbuf, pbuf):
-    """Online log-sum-exp of the float32 block ``S[r0:r1, c0:c0 + len(mx)]``: running
-    column max ``mx`` (float64) and ``acc = sum exp(beta * (s - mx))`` (float64).
+def _lse_update_f32(S, r0, r1, c0, beta, ref, acc, gm, part, kbuf, pbuf):
+    """Online log-sum-exp of the float32 block ``S[r0:r1, c0:c0 + len(ref)]``.
 
-    ``S`` is C-contiguous and addressed with offsets (not sliced), so the inner loops
-    see unit stride and vectorise, and a block of a large given matrix needs no copy.
+    Keeps, per column, the running max ``ref`` (float32, an actual element) and
+    ``acc = sum exp(beta * (s - ref))`` (float64). Rows are taken in groups of 8: the
+    group's column max (and a NaN/inf check sum), a rescale of ``acc`` where the max
+    grew, then the exponentials — so each group is read twice from L1, never from RAM.
 
     ``exp`` is Cephes' single-precision polynomial with the exponent built by integer
-    bit shifts, so the loop vectorises (~0.4 ns per element against ~2.5 ns for a
+    bit shifts, so the loops vectorise (~0.6 ns per element against ~2.5 ns for a
     scalar libm call); its relative error is ~1e-7, the precision of float32 input.
+    ``S`` is C-contiguous and addressed through row views with offsets (not a sliced
+    2-D block), so the inner loops see unit stride and a given matrix needs no copy.
+    Returns False when the block may hold NaN or inf.
     """
-    t = mx.shape[0]
-    newmx = mx.copy()
-    chk = np.float32(0.0)  # NaN / inf in the block make this sum non-finite
-    for i in range(r0, r1):
-        for j in range(t):
-            v = np.float64(S[i, c0 + j])
-            chk += S[i, c0 + j]
-            if v > newmx[j]:
-                newmx[j] = v
-    for j in range(t):
-        if newmx[j] > mx[j]:
-            if mx[j] > -np.inf:
-                acc[j] *= math.exp(beta * (mx[j] - newmx[j]))
-            mx[j] = newmx[j]
-    ref = pbuf.copy()
-    for j in range(t):
-        ref[j] = np.float32(mx[j]) if mx[j] > -np.inf else np.float32(0.0)
+    t = ref.shape[0]
     b32 = np.float32(beta)
+    chk = np.float32(0.0)  # NaN / inf in the block make this sum non-finite
     fb = kbuf.view(np.float32)
-    for i in range(r0, r1):
+    for g0 in range(r0, r1, 8):
+        g1 = min(g0 + 8, r1)
+        first = S[g0, c0 : c0 + t]
         for j in range(t):
-            x = b32 * (S[i, c0 + j] - ref[j])
-            x = max(x, np.float32(-87.0))  # exp(-87) ~ 1e-38: negligible next to the max term (1)
-            ki = np.int32(x * _LOG2E - np.float32(0.5))  # x <= 0: truncation rounds to nearest
-            k = np.float32(ki)
-            r = x - k * _LN2_HI - k * _LN2_LO
-            p = np.float32(1.9875691500e-4)
-            p = p * r + np.float32(1.3981999507e-3)
-            p = p * r + np.float32(8.3334519073e-3)
-            p = p * r + np.float32(4.1665795894e-2)
-            p = p * r + np.float32(1.6666665459e-1)
-            p = p * r + np.float32(5.0000001201e-1)
-            pbuf[j] = p * r * r + r + np.float32(1.0)
-            kbuf[j] = (ki + np.int32(127)) << np.int32(23)
+            gm[j] = first[j]
+        for i in range(g0, g1):
+            row = S[i, c0 : c0 + t]
+            for j in range(t):
+                v = row[j]
+                chk += v
+                gm[j] = max(gm[j], v)
         for j in range(t):
-            acc[j] += pbuf[j] * fb[j]
+            if gm[j] > ref[j]:
+                acc[j] *= math.exp(beta * (np.float64(ref[j]) - np.float64(gm[j])))
+                ref[j] = gm[j]
+        for j in range(t):
+            part[j] = np.float32(0.0)
+        for i in range(g0, g1):
+            row = S[i, c0 : c0 + t]
+            for j in range(t):
+                x = b32 * (row[j] - ref[j])
+                x = max(x, np.float32(-87.0))  # exp(-87) ~ 1e-38: negligible next to the max term (1)
+                ki = np.int32(x * _LOG2E - np.float32(0.5))  # x <= 0: truncation rounds to nearest
+                k = np.float32(ki)
+                r = x - k * _LN2_HI - k * _LN2_LO
+                p = np.float32(1.9875691500e-4)
+                p = p * r + np.float32(1.3981999507e-3)
+                p = p * r + np.float32(8.3334519073e-3)
+                p = p * r + np.float32(4.1665795894e-2)
+                p = p * r + np.float32(1.6666665459e-1)
+                p = p * r + np.float32(5.0000001201e-1)
+                pbuf[j] = p * r * r + r + np.float32(1.0)
+                kbuf[j] = (ki + np.int32(127)) << np.int32(23)
+            for j in range(t):
+                part[j] += pbuf[j] * fb[j]
+        for j in range(t):
+            acc[j] += part[j]
     return np.isfinite(chk)
 
 
@@ -153,10 +162,9 @@ class _State:
         self.mx = np.full(t, -np.inf)
         self.acc = np.zeros((len(req.betas), t))
         self.tmp: np.ndarray | None = None
-        self.kbuf: np.ndarray | None = None
-        self.pbuf: np.ndarray | None = None
-        # float32 path: one running max per beta (the fused kernel updates its own)
-        self.mx_extra = [np.full(t, -np.inf) for _ in req.betas[1:]]
+        self.scratch: tuple[np.ndarray, ...] | None = None
+        # float32 path: one float32 running max per beta (the fused kernel updates its own)
+        self.ref32 = [np.full(t, -np.inf, dtype=np.float32) for _ in req.betas]
         self.per_beta_max = False
         # False once a block may hold NaN/inf (an excluded pair is -inf too); only the
         # log-sum-exp pass looks, so None ("not checked") when no beta is requested
@@ -172,13 +180,11 @@ class _State:
         if block.dtype == np.float32:
             base, r0, r1, c0 = (block.base, block.r0, block.r1, block.c0) if isinstance(block, _View) else (block, 0, block.shape[0], 0)
             t = block.shape[1]
-            if self.kbuf is None or self.kbuf.shape[0] != t:
-                self.kbuf = np.empty(t, np.int32)
-                self.pbuf = np.empty(t, np.float32)
+            if self.scratch is None or self.scratch[0].shape[0] != t:
+                self.scratch = (np.empty(t, np.float32), np.empty(t, np.float32), np.empty(t, np.int32), np.empty(t, np.float32))
             self.per_beta_max = True
             for b, beta in enumerate(self.betas):
-                mx = self.mx if b == 0 else self.mx_extra[b - 1]
-                if not _lse_update_f32(base, r0, r1, c0, float(beta), mx, self.acc[b], self.kbuf, self.pbuf):
+                if not _lse_update_f32(base, r0, r1, c0, float(beta), self.ref32[b], self.acc[b], *self.scratch):
                     self.all_finite = False  # or a float32 overflow of the check sum: the caller re-checks
             return
         # float64: NumPy's exp (full precision).
@@ -224,7 +230,7 @@ class _State:
     def finish(self):
         with np.errstate(divide="ignore"):
             if self.betas.size:
-                mxs = np.stack([self.mx, *self.mx_extra]) if self.per_beta_max else self.mx[None, :]
+                mxs = np.stack(self.ref32).astype(np.float64) if self.per_beta_max else self.mx[None, :]
                 lse = mxs + np.log(self.acc) / self.betas[:, None]
             else:
                 lse = np.empty((0, self.mx.size))
