@@ -22,8 +22,10 @@ install: $(BIN)/python
 demo: install
 	$(BIN)/dbnorm-qdrant demo
 
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 bench: install
 	$(BIN)/python benchmarks/bench_core.py --json benchmarks/results_core.json

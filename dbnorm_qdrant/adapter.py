@@ -497,6 +497,19 @@ def write_adapted_vectors(
             target_collection,
             vectors_config={target_vector: models.VectorParams(size=adapter.dim, distance=src_cfg.distance)},
         )
+    else:  # resuming: only into a collection shaped like the one this function creates
+        tcfg = client.get_collection(target_collection).config.params.vectors
+        if not (
+            isinstance(tcfg, dict)
+            and set(tcfg) == {target_vector}
+            and tcfg[target_vector].size == adapter.dim
+            and tcfg[target_vector].distance == src_cfg.distance
+        ):
+            raise InputError(
+                f"collection {target_collection!r} already exists and is not a previous output of this function "
+                f"(it must hold exactly the named vector {target_vector!r} of size {adapter.dim}, {src_cfg.distance}); "
+                "choose a new target_collection so nothing of yours is overwritten."
+            )
     total = client.count(collection, exact=True).count
     bar = _progress(total, progress, f"adapt {collection}")
     written = 0

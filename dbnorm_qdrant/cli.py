@@ -405,6 +405,9 @@ def _evaluate_collection(args: argparse.Namespace, Q: np.ndarray, banks: Any, pa
         gt = list(range(len(Q))) if args.gt is None else _load_npy(args.gt, "--gt").tolist()
         if len(gt) != len(Q):
             raise CliError(f"--gt: {len(gt)} entries for {len(Q)} queries; pass one point id per query.")
+        if args.limit < 10:
+            raise CliError(f"--limit {args.limit} is too small: R@10 and the top-10 hubness need at least 10 results "
+                           "per query; use --limit 10 or more (default 100).")
         db = DBNormClient(client, _normalizer(banks, params, unit=dist == "Cosine"), candidates=args.candidates)
         out = {}
         for name, rerank, p in (("none", False, Params(method="none")), (key, True, params)):

@@ -109,7 +109,10 @@ class Params:
         if self.alpha is None:
             object.__setattr__(self, "alpha", _DEFAULT_ALPHA.get(m, 1.0))
         else:
-            a = float(self.alpha)
+            try:
+                a = float(self.alpha)
+            except (TypeError, ValueError):
+                raise InputError(f"alpha must be a number, got {self.alpha!r}.") from None
             if not math.isfinite(a) or a < 0:
                 raise InputError(f"alpha must be a finite number >= 0, got {self.alpha!r}.")
             if m == "uniform" and a > 1:

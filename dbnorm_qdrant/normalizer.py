@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import InputError, as_matrix, check_k
+from ._validation import InputError, as_matrix, check_finite, check_k
 from .kernels import Reduced, Request, get_backend
 from .methods import Params, activation_from_topk, score
 from .stats import GalleryStats
@@ -314,6 +314,12 @@ class BankNormalizer:
         if not rg.is_empty():
             r = self._reduce(self._gb, G, rg, self.gallery_bank_keys, keys)
             st.lse_g = r.lse[0]
+            if not np.isfinite(st.lse_g).all():
+                bad = int(np.count_nonzero(~np.isfinite(st.lse_g)))
+                raise InputError(
+                    f"the gallery bank leaves no other item for {bad} gallery item(s): every bank item was "
+                    "excluded as the item itself; use a larger gallery bank (or one not sampled from the gallery)."
+                )
             if rg.row_topk:
                 st.act_g = activation_from_topk(r.row_topk, n)
         return st
@@ -361,6 +367,8 @@ class BankNormalizer:
             return act_q, act_g
         if keys is not None:
             keys = np.asarray(keys, dtype=np.int64)
+        if p.center:  # the same (centred) similarity as gallery_stats
+            G = self._center_gallery(G)[0]
         k = min(int(p.k), n)
         act_q = activation_from_topk(self._reduce(self._qb, G, Request(row_topk=k)).row_topk, n)
         if p.method == "dualdis":
@@ -409,6 +417,7 @@ class BankNormalizer:
         raw = np.asarray(raw_scores, dtype=np.float64).reshape(1, -1)
         if raw.shape[1] != stats.n:
             raise InputError(f"got {raw.shape[1]} raw scores for {stats.n} candidates' statistics.")
+        check_finite(raw, "raw_scores")
         if raw.shape[1] == 0:
             return np.empty(0)
         q = None if query is None else np.asarray(query, dtype=np.float64).reshape(1, -1)
@@ -447,6 +456,7 @@ class BankNormalizer:
         Q = as_matrix(queries, "queries", ncols=self.dim, ncols_of="the banks")
         G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
         top_k = check_k(top_k, G.shape[0], "top_k")
+        batch_size = check_k(batch_size, max(batch_size, 1), "batch_size", "itself")
         if stats is None:
             stats = self.gallery_stats(G)
         idx = np.empty((Q.shape[0], top_k), dtype=np.int64)

@@ -36,7 +36,9 @@ DEFAULT_BETA_MULTIPLES: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0,
 #: beta_g candidates for the dual methods, same units
 DEFAULT_BETA_G_MULTIPLES: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _ALPHAS = (0.25, 0.5, 0.75, 1.0)
-_AUTO_METHODS = tuple(m for m in METHODS if m != "none")
+#: what method="auto" considers; "uniform" is left out (a Sinkhorn solve per beta is too
+#: slow for a grid search; tune its beta/lambda by hand)
+_AUTO_METHODS = tuple(m for m in METHODS if m not in ("none", "uniform"))
 
 
 @dataclass
@@ -74,6 +76,11 @@ def _split(n: int, n_val: int, rng: np.random.Generator) -> tuple[np.ndarray, np
 
 def _val_size(n: int, val_size: int | None) -> int:
     if val_size is None:
+        if n < 100:
+            raise InputError(
+                f"tuning needs a bank of at least 100 rows to carve a validation split from, got {n}; "
+                "pass a larger bank or set the method and betas by hand."
+            )
         val_size = int(min(2000, max(50, 0.2 * n)))
     if not 1 <= val_size < n:
         raise InputError(f"val_size={val_size} must be between 1 and the bank size minus one ({n - 1}).")
@@ -120,6 +127,8 @@ def tune(
     methods = tuple(_AUTO_METHODS if methods is None else methods)
     for m in methods:
         Params(method=m)  # validates the name
+        if m == "uniform":
+            raise InputError("tuning does not cover 'uniform' (a Sinkhorn solve per beta); set its beta and lambda by hand.")
     if GB is None:
         methods = tuple(m for m in methods if m not in ("dualis", "dualdis"))
     rng = np.random.default_rng(seed)

@@ -158,6 +158,9 @@ def test_unknown_collection_and_debug_traceback(files, qpath):
     assert r.returncode == 2 and "collection 'nope' does not exist" in r.stderr and "existing collections: g, q" in r.stderr
     r = cli("evaluate", "--queries", "nope.npy", "--gallery", files["G"], "--query-bank", files["QB"], "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr
+    r = cli("evaluate", "--collection", "g", "--path", qpath, "--queries", files["Q"], "--query-bank", files["QB"],
+            "--method", "is", "--limit", "5", "--json")
+    assert r.returncode == 2 and "--limit 5 is too small" in r.stderr and r.stdout == ""
 
 
 # -------------------------------------------------------------------- banks and stats

@@ -237,3 +237,7 @@ def test_qdrant_writer_leaves_originals_untouched():
     assert {p.id: p.payload for p in client.scroll("c2", limit=100)[0]} == {k: v[1] for k, v in before.items()}
     with pytest.raises(InputError, match="does not declare"):
         write_adapted_vectors(client, "c", ad, using="orig", target_vector="nope", progress=False)
+    # resuming into the same target is fine; an existing collection of someone else's is refused
+    assert write_adapted_vectors(client, "c", ad, using="orig", target_collection="c2", progress=False) == 0
+    with pytest.raises(InputError, match="already exists and is not a previous output"):
+        write_adapted_vectors(client, "c", ad, using="orig", target_collection="c", progress=False)

@@ -118,3 +118,32 @@ def test_bad_input(small):
         bn.gallery_stats(bad)
     with pytest.raises(InputError, match="unknown method"):
         BankNormalizer(QB, GB, method="qbnorm")
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_gallery_bank_of_only_the_item_itself_is_refused(backend):
+    rng = np.random.default_rng(1)
+    QB, G = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(40, 8)).astype(np.float32)
+    bn = BankNormalizer(QB, G[:1], method="dualis", gallery_bank_keys=[0], backend=backend)
+    with pytest.raises(InputError, match="leaves no other item for 1 gallery item"):
+        bn.gallery_stats(G[:2], keys=[0, 1])
+
+
+def test_activation_uses_the_centred_similarity(small):
+    """activation() (used by the Qdrant layer) must agree with gallery_stats() under centring."""
+    bn = BankNormalizer(small["Q_bank"], small["G_bank"], method="dualdis", center=True)
+    G = small["G_test"]
+    st = bn.gallery_stats(G)
+    act_q, act_g = bn.activation(G)
+    assert np.array_equal(act_q, st.act_q) and np.array_equal(act_g, st.act_g)
+
+
+def test_rerank_and_search_bad_input(small):
+    bn = BankNormalizer(small["Q_bank"], small["G_bank"], method="is")
+    st = bn.gallery_stats(small["G_test"][:3])
+    with pytest.raises(InputError, match="raw_scores contains 1 NaN"):
+        bn.rerank(small["Q_test"][0], [np.nan, 1.0, 0.5], st)
+    with pytest.raises(InputError, match="batch_size must be at least 1"):
+        bn.search(small["Q_test"][:2], small["G_test"][:20], batch_size=0)
+    with pytest.raises(InputError, match="alpha must be a number"):
+        BankNormalizer(small["Q_bank"], method="nnn", alpha="x")

@@ -70,3 +70,10 @@ def test_bad_input(wordnet):
         tune(QB, QB, paired=True, val_size=100)
     with pytest.raises(InputError, match="unknown method"):
         tune(QB, QB, paired=True, methods=["magic"])
+
+
+def test_small_banks_and_uniform_are_refused_clearly(wordnet):
+    with pytest.raises(InputError, match="at least 100 rows"):
+        tune(wordnet["Q_bank"][:60], wordnet["G_bank"][:60], paired=True)
+    with pytest.raises(InputError, match="does not cover 'uniform'"):
+        tune(wordnet["Q_bank"][:500], wordnet["G_bank"][:500], paired=True, methods=["uniform"])

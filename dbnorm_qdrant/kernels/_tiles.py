@@ -9,6 +9,7 @@ gallery and bank sizes. The per-tile arithmetic is a backend's ``TileReducer``.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Protocol
 
@@ -134,6 +135,7 @@ def run_tiles(
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def for_row_chunks(n_rows: int, n_elements: int, fn: Callable[[int, int], None]) -> None:
@@ -147,7 +149,8 @@ def for_row_chunks(n_rows: int, n_elements: int, fn: Callable[[int, int], None])
     if workers == 1 or n_elements < (1 << 21) or n_rows < 2 * workers:
         fn(0, n_rows)
         return
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="dbnorm-rows")
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="dbnorm-rows")
     step = -(-n_rows // workers)
     list(_POOL.map(lambda r0: fn(r0, min(r0 + step, n_rows)), range(0, n_rows, step)))

@@ -66,10 +66,12 @@ def _lse_update_f32(S, r0, r1, c0, beta, ref, acc, gm, part, kbuf, pbuf):
                 ref[j] = gm[j]
         for j in range(t):
             part[j] = np.float32(0.0)
+            # a column with only excluded (-inf) entries so far: shift by 0, not -inf (no NaN)
+            gm[j] = ref[j] if ref[j] > -np.inf else np.float32(0.0)
         for i in range(g0, g1):
             row = S[i, c0 : c0 + t]
             for j in range(t):
-                x = b32 * (row[j] - ref[j])
+                x = b32 * (row[j] - gm[j])
                 x = max(x, np.float32(-87.0))  # exp(-87) ~ 1e-38: negligible next to the max term (1)
                 ki = np.int32(x * _LOG2E - np.float32(0.5))  # x <= 0: truncation rounds to nearest
                 k = np.float32(ki)
