@@ -8,6 +8,7 @@ metadata, activation sets). Its ``*_logic`` methods are generators driven by
 
 from __future__ import annotations
 
+import heapq
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
@@ -17,13 +18,13 @@ from qdrant_client import models
 from qdrant_client.http.models import QueryResponse
 
 from .._validation import InputError
-from ..methods import Params
+from ..methods import Params, bias
 from ..normalizer import BankNormalizer
 from ..stats import GalleryStats
 from . import server as _server
 from ._io import Call, Logic
 from .banks import BankSet, point_key, point_keys
-from .cache import StatsCache
+from .cache import BIAS, COLUMN, FIELDS, StatsCache, record_to_row
 
 __all__ = ["Core", "CollectionConfig", "RerankedPoint", "VectorInfo", "MODES"]
 
@@ -56,7 +57,8 @@ class RerankedPoint(models.ScoredPoint):
     raw_score: float
 
 
-_MASK63 = (1 << 63) - 1
+_ACT_Q, _ACT_G = COLUMN["act_q"], COLUMN["act_g"]
+_new, _set = object.__new__, object.__setattr__
 _POINT_FIELDS = frozenset(("id", "version", "score", "payload", "vector", "shard_key", "order_value", "raw_score"))
 
 
@@ -142,7 +144,7 @@ class Plan:
     spec: Spec
     info: VectorInfo
     nz: BankNormalizer
-    qvec: np.ndarray | None
+    qvec: np.ndarray | list[float] | None  # a plain list as given (converted only for centring)
     n: int
     mode: str
     fields: tuple[str, ...]
@@ -232,6 +234,17 @@ def _vector_from(point: Any, using: str | None) -> Any:
     if isinstance(v, dict):
         return v.get(using if using is not None else "")
     return v
+
+
+def _keys_of(pts: Sequence[Any]) -> list[int]:
+    """The point keys (:func:`~.banks.point_key`) of the points: their ids when all are
+    non-negative int64 integers (checked in one numpy conversion), else one by one."""
+    ids = [pt.id for pt in pts]
+    if ids:
+        a = np.array(ids)
+        if a.dtype == np.int64 and a.min() >= 0:
+            return ids
+    return [point_key(i) for i in ids]
 
 
 # ------------------------------------------------------------------------- core
@@ -404,9 +417,34 @@ class Core:
             self._fields[nz.fingerprint] = f
         return f
 
+    def fill_bias(self, nz: BankNormalizer, rows: np.ndarray) -> np.ndarray:
+        """Fill the ``bias`` column of cache rows (:func:`methods.bias`, computed once per
+        point at insertion) for an additive method without centring; returns ``rows``."""
+        p = nz.params
+        if p.additive and not p.center and len(rows):
+            st = GalleryStats(
+                n=len(rows), fingerprint=nz.fingerprint, **{f: rows[:, COLUMN[f]] for f in self.stat_fields(nz)}
+            )
+            rows[:, BIAS] = bias(st, p)
+        return rows
+
+    def put_stats(self, collection: str, nz: BankNormalizer, keys: Sequence[int], st: GalleryStats) -> np.ndarray:
+        """Cache the statistics ``st`` of points ``keys`` (with their bias); returns their rows."""
+        rows = np.full((len(keys), len(FIELDS)), np.nan)
+        for f in st.present():
+            rows[:, COLUMN[f]] = getattr(st, f)
+        self.fill_bias(nz, rows)
+        self.cache.put_rows(collection, keys, rows, nz.fingerprint)
+        return rows
+
     # ------------------------------------------------------------------- planning
     def plan(self, collection: str, spec: Spec, info: VectorInfo, ov: Overrides) -> Plan:
         q = spec.query
+        if (
+            type(q) is list and spec.prefetch is None and spec.lookup_from is None
+            and len(q) == info.size and type(q[0]) is float
+        ):  # a plain vector of the right size (the common case): none of the checks below apply
+            return self._plan_vector(collection, spec, info, ov, q)
         if spec.prefetch is not None:
             raise InputError("queries with prefetch cannot be reranked; pass rerank=False to run them as they are.")
         if spec.lookup_from is not None:
@@ -428,6 +466,8 @@ class Core:
                 raise InputError("cannot rerank a sparse vector query; pass rerank=False.")
         if isinstance(q, (int, str)) or hasattr(q, "hex"):
             qvec = None  # a point id: Qdrant uses that point's vector
+        elif type(q) is list and len(q) == info.size and type(q[0]) is float:
+            qvec = q  # a plain vector: converted only where centring needs it
         else:
             arr = np.asarray(q, dtype=np.float64)
             if arr.ndim != 1:
@@ -450,6 +490,16 @@ class Core:
         elif mode == "auto":
             mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
         return Plan(spec, info, nz, qvec, n, mode, self.stat_fields(nz))
+
+    def _plan_vector(self, collection: str, spec: Spec, info: VectorInfo, ov: Overrides, q: list) -> Plan:
+        nz = self.normalizer(collection, info, ov)
+        n = self.candidates(collection, spec.limit, spec.offset, ov)
+        mode = self.mode(collection, ov)
+        if nz.params.center:
+            mode = "client"
+        elif mode == "auto":
+            mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
+        return Plan(spec, info, nz, q, n, mode, self.stat_fields(nz))
 
     # ---------------------------------------------------------------- activation
     def activation_logic(self, collection: str, info: VectorInfo, nz: BankNormalizer, refresh: bool = False) -> Logic:
@@ -539,7 +589,9 @@ class Core:
             return res
         plans = []
         for s in specs:
-            info = yield from self.info_logic(collection, s.using)
+            info = self._info.get((collection, s.using))
+            if info is None:
+                info = yield from self.info_logic(collection, s.using)
             plans.append(self.plan(collection, s, info, ov))
         server_plans = [p for p in plans if p.mode == "server"]
         if server_plans:
@@ -584,48 +636,63 @@ class Core:
                 )
             )
         responses = yield from self._batch_call(collection, reqs, extra)
-        # statistics of every candidate: cache, then payload, then vectors (fetched or retrieved)
-        recs_all: list[list[dict | None]] = []
+        # statistics of every candidate: cache, then payload, then vectors (fetched or retrieved);
+        # held as one row per candidate (columns cache.FIELDS), gathered from the cache at once
+        state: list[tuple[np.ndarray, set[int], list[int]]] = []  # (rows, positions still missing, keys)
         todo: dict[str, dict[int, tuple[Any, Any]]] = {}  # fp -> key -> (id, vector or None)
         nzs: dict[str, BankNormalizer] = {}
+        cache = self.cache
         for p, resp in zip(plans, responses):
             fp = p.nz.fingerprint
             nzs[fp] = p.nz
             pts = resp.points
-            keys = [i if type(i) is int and 0 <= i <= _MASK63 else point_key(i) for i in (pt.id for pt in pts)]
-            recs = self.cache.get_many(collection, keys, fp)
+            # a hit by the raw ids is exact: an int id in [0, 2**63) is its own key, and the
+            # keys of other ids (UUID strings) are ints, never equal to them
+            keys = [pt.id for pt in pts]
+            rows, missing = cache.get_rows(collection, keys, fp)
+            if missing:
+                keys = _keys_of(pts)
+                rows, missing = cache.get_rows(collection, keys, fp)
+            if rows is None:
+                rows = np.full((len(pts), len(FIELDS)), np.nan)
+            miss = set(missing)
             if pts:
                 # the payload is scanned only when a candidate is missing from the cache, or
                 # (to notice a precompute and switch "auto" to the server path) when the
                 # best candidate carries current statistics
                 pr0 = (pts[0].payload or {}).get(key)
-                scan = None in recs or (isinstance(pr0, dict) and pr0.get("fp") == fp)
+                scan = bool(miss) or (isinstance(pr0, dict) and pr0.get("fp") == fp)
             else:
                 scan = False
             if scan:
-                from_payload = []
+                pk: list[int] = []
+                pj: list[int] = []
                 n_payload = 0
                 for j, pt in enumerate(pts):
                     pr = (pt.payload or {}).get(key)
                     if isinstance(pr, dict) and pr.get("fp") == fp:
                         n_payload += 1
-                        if recs[j] is None and all(f in pr for f in p.fields):
-                            recs[j] = pr
-                            from_payload.append((keys[j], pr))
-                    if recs[j] is None:
+                        if j in miss and all(f in pr for f in p.fields):
+                            rows[j] = record_to_row(pr)
+                            miss.discard(j)
+                            pk.append(keys[j])
+                            pj.append(j)
+                    if j in miss:
                         todo.setdefault(fp, {})[keys[j]] = (
                             pt.id, _vector_from(pt, p.info.using) if pt.vector is not None else None
                         )
-                if from_payload:
-                    self.cache.put_many(collection, from_payload, fp)
+                if pk:
+                    sub = self.fill_bias(p.nz, rows[pj])
+                    rows[pj] = sub
+                    cache.put_rows(collection, pk, sub, fp)
                 if n_payload == len(pts) and not p.nz.params.center:
                     with self._lock:
                         self._payload_ready.add((collection, p.info.using, fp))
-                self._warm[(collection, p.info.using, fp)] = not any(r is None for r in recs)
+                self._warm[(collection, p.info.using, fp)] = not miss
             elif pts:
                 self._warm[(collection, p.info.using, fp)] = True
-            recs_all.append(recs)
-        computed: dict[str, dict[int, dict]] = {}
+            state.append((rows, miss, keys))
+        computed: dict[str, tuple[dict[int, int], np.ndarray]] = {}  # fp -> (key -> row, rows)
         for fp, items in todo.items():
             nz = nzs[fp]
             using = next(p.info.using for p in plans if p.nz.fingerprint == fp)
@@ -643,62 +710,88 @@ class Core:
                         vecs[point_key(r.id)] = v
             if not vecs:
                 continue
-            ks = np.fromiter(vecs.keys(), dtype=np.int64, count=len(vecs))
+            kl = list(vecs)
+            ks = np.asarray(kl, dtype=np.int64)
             st = nz.gallery_stats(np.asarray(list(vecs.values()), dtype=np.float32), keys=ks, activation=False)
-            new = {int(k): st.record(i) for i, k in enumerate(ks)}
-            self.cache.put_many(collection, new.items(), fp)
-            computed[fp] = new
-        for p, resp, recs in zip(plans, responses, recs_all):
+            new = self.put_stats(collection, nz, kl, st)
+            computed[fp] = ({k: i for i, k in enumerate(kl)}, new)
+        for p, resp, (rows, miss, keys) in zip(plans, responses, state):
             fp = p.nz.fingerprint
-            if fp in computed:
-                got = computed[fp]
-                for j, pt in enumerate(resp.points):
-                    if recs[j] is None:
-                        recs[j] = got.get(point_key(pt.id))
-            yield from self._finish_client(p, resp, recs)
+            if miss and fp in computed:
+                pos, new = computed[fp]
+                for j in sorted(miss):
+                    i = pos.get(keys[j])
+                    if i is not None:
+                        rows[j] = new[i]
+                        miss.discard(j)
+            yield from self._finish_client(p, resp, rows, miss)
 
-    def _finish_client(self, p: Plan, resp: models.QueryResponse, recs: list[dict | None]) -> Logic:
+    def _finish_client(self, p: Plan, resp: models.QueryResponse, rows: np.ndarray, miss: set[int]) -> Logic:
         s = p.spec
         pts = resp.points
-        if None in recs:  # a point deleted meanwhile drops out
-            keep = [j for j, r in enumerate(recs) if r is not None]
+        if miss:  # a point deleted meanwhile drops out
+            keep = [j for j in range(len(pts)) if j not in miss]
             pts = [pts[j] for j in keep]
-            recs = [recs[j] for j in keep]
+            rows = rows[keep]
         if not pts:
             p.result = QueryResponse(points=[])
             return
         n = len(pts)
-        raw = np.fromiter([pt.score for pt in pts], dtype=np.float64, count=n)
+        raw = np.array([pt.score for pt in pts], dtype=np.float64)
         sim = raw if p.info.sign > 0 else -raw
-        top1 = int(np.argmax(sim))
-        fields = p.fields
-        vals = np.array([[r[f] for f in fields] for r in recs], dtype=np.float64).reshape(n, len(fields))
-        st = GalleryStats(n=n, fingerprint=p.nz.fingerprint, **{f: vals[:, i] for i, f in enumerate(fields)})
-        if p.nz.params.gated:
-            a_q = recs[top1].get("act_q")
-            a_g = recs[top1].get("act_g")
-            if a_q is None or (p.nz.params.method == "dualdis" and a_g is None):
-                sets = yield from self.activation_logic(p.info.collection, p.info, p.nz)
-                k1 = point_key(pts[top1].id)
-                a_q, a_g = k1 in sets[0], k1 in sets[1]
-            st.act_q = np.zeros(n, dtype=bool)
-            st.act_g = np.zeros(n, dtype=bool)
-            st.act_q[top1], st.act_g[top1] = bool(a_q), bool(a_g)
-        norm = p.nz.rerank(p.qvec, sim, st, top1=top1)
-        off = s.offset or 0
-        m = off + s.limit
-        if m < n:  # only the top (offset + limit) need sorting
-            part = np.argpartition(-norm, m - 1)[:m]
-            order = part[np.lexsort((part, -norm[part]))]
+        params = p.nz.params
+        b = rows[:, BIAS] if params.additive and not params.center else None
+        if b is not None and b.sum() == b.sum():  # not NaN: every bias filled at insertion
+            norm = sim - b  # an additive method: s - bias(g) (methods.score)
         else:
-            order = np.lexsort((np.arange(n), -norm))
-        order = order[off:m]
-        sc = norm[order]
-        if s.score_threshold is not None:
-            cut = np.flatnonzero(sc < s.score_threshold)
-            if cut.size:
-                order = order[: cut[0]]
-        p.result = QueryResponse(points=[self._point(pts[j], float(norm[j]), pts[j].score, s) for j in order.tolist()])
+            top1 = int(np.argmax(sim))
+            st = GalleryStats(n=n, fingerprint=p.nz.fingerprint, **{f: rows[:, COLUMN[f]] for f in p.fields})
+            if params.gated:
+                a_q, a_g = rows[top1, _ACT_Q], rows[top1, _ACT_G]
+                a_q = None if a_q != a_q else bool(a_q)  # NaN: not in the record
+                a_g = None if a_g != a_g else bool(a_g)
+                if a_q is None or (params.method == "dualdis" and a_g is None):
+                    sets = yield from self.activation_logic(p.info.collection, p.info, p.nz)
+                    k1 = point_key(pts[top1].id)
+                    a_q, a_g = k1 in sets[0], k1 in sets[1]
+                st.act_q = np.zeros(n, dtype=bool)
+                st.act_g = np.zeros(n, dtype=bool)
+                st.act_q[top1], st.act_g[top1] = bool(a_q), bool(a_g)
+            # the query vector matters only to centring
+            norm = p.nz.rerank(p.qvec if params.center else None, sim, st, top1=top1)
+        off = s.offset or 0
+        # best first, ties by candidate order (nlargest is a stable sort, reversed);
+        # only the top (offset + limit) are kept
+        nl = norm.tolist()
+        order = heapq.nlargest(off + s.limit, range(n), key=nl.__getitem__)[off:]
+        thr = s.score_threshold
+        if thr is not None:
+            for i, j in enumerate(order):
+                if nl[j] < thr:
+                    order = order[:i]
+                    break
+        p.result = QueryResponse.model_construct(points=self._points([pts[j] for j in order], [nl[j] for j in order], s))
+
+    def _points(self, pts: list[Any], scores: list[float], s: Spec) -> list[RerankedPoint]:
+        """:meth:`_point` of each point (its raw score: its Qdrant score), the payload and
+        vector choices made once."""
+        wp, wv, key, using = s.with_payload, s.with_vector, self.payload_key, s.using
+        keep_payload = wp is True  # as Qdrant returned it (the reserved key included)
+        out = []
+        for pt, score in zip(pts, scores):
+            d = pt.__dict__
+            o = _new(RerankedPoint)
+            _set(o, "__dict__", {
+                "id": d["id"], "version": d["version"], "score": score,
+                "payload": d["payload"] if keep_payload else _strip_payload(d["payload"], wp, key),
+                "vector": None if wv is False or wv is None else _strip_vector(d["vector"], wv, using),
+                "shard_key": d["shard_key"], "order_value": d["order_value"], "raw_score": float(d["score"]),
+            })
+            _set(o, "__pydantic_fields_set__", set(_POINT_FIELDS))
+            _set(o, "__pydantic_extra__", None)
+            _set(o, "__pydantic_private__", None)
+            out.append(o)
+        return out
 
     def _point(self, pt: Any, score: float, raw: float, s: Spec) -> RerankedPoint:
         out = object.__new__(RerankedPoint)  # what model_construct does, without its per-field overhead

@@ -9,12 +9,15 @@ What a reranked query does
 1. Fetches the raw top-N candidates (N = ``max(4 * (limit + offset), 100)`` unless set
    per client, per collection or per call with ``candidates=``), honouring
    ``query_filter``, ``using``, ``search_params`` and ``shard_key_selector``.
-2. Looks up each candidate's statistics: the in-memory LRU cache, then the payload
+2. Looks up each candidate's statistics: the in-memory cache (about LRU), then the payload
    (under the reserved key, when its fingerprint is current), then computes them from
    the candidate's vector (fetched in the same query while the cache is cold, otherwise
    retrieved by id) with the kernels, and caches them.
-3. Scores them with :meth:`BankNormalizer.rerank` (gated methods gate on the raw
-   top-1), sorts, then applies ``offset``, ``limit`` and ``score_threshold``.
+3. Scores them: an additive method as ``s - bias(g)``, the bias computed by
+   :func:`~dbnorm_qdrant.methods.bias` once, when the point's statistics enter the cache;
+   gated methods (which gate on the raw top-1) and centring with
+   :meth:`BankNormalizer.rerank`. Sorts, then applies ``offset``, ``limit`` and
+   ``score_threshold``.
 
 Scores and thresholds
 ---------------------
@@ -178,7 +181,7 @@ class DBNormClient(_Base):
     payload_key:
         The reserved payload key for stored statistics (the only key ever written).
     cache_size:
-        Capacity (points) of the statistics LRU cache.
+        Capacity (points) of the statistics cache (CLOCK eviction, an approximate LRU).
     exact_activation_max:
         ``dis``/``dualdis``: a collection of at most this many points has its activation
         sets computed exactly from its scrolled vectors with the kernels; a larger one

@@ -96,11 +96,7 @@ def precompute_logic(
                         models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[r.id]))
                     )
                 yield Call("batch_update_points", dict(collection_name=collection, update_operations=ops, wait=True))
-                core.cache.put_many(
-                    collection,
-                    ((int(k), {f: v for f, v in st.record(i).items()}) for i, k in enumerate(keys)),
-                    fp,
-                )
+                core.put_stats(collection, nz, keys.tolist(), st)
                 rep.written += len(todo)
             bar.update(len(recs))
             if offset is None:
