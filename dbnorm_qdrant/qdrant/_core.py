@@ -757,8 +757,14 @@ class Core:
                 st.act_q = np.zeros(n, dtype=bool)
                 st.act_g = np.zeros(n, dtype=bool)
                 st.act_q[top1], st.act_g[top1] = bool(a_q), bool(a_g)
-            # the query vector matters only to centring
-            norm = p.nz.rerank(p.qvec if params.center else None, sim, st, top1=top1)
+            # the query vector matters only to centring; a Cosine collection scores the unit
+            # query, so centring must see the unit query too (users may send unnormalised vectors)
+            q = None
+            if params.center:
+                q = np.asarray(p.qvec, dtype=np.float64)
+                if p.info.distance == "Cosine":
+                    q = q / max(float(np.linalg.norm(q)), 1e-12)
+            norm = p.nz.rerank(q, sim, st, top1=top1)
         off = s.offset or 0
         # best first, ties by candidate order (nlargest is a stable sort, reversed);
         # only the top (offset + limit) are kept
@@ -836,8 +842,11 @@ class Core:
             reqs.append(
                 dict(
                     prefetch=models.Prefetch(query=s.query, using=s.using, filter=s.filter, params=s.params, limit=p.n),
-                    query=_server.formula_query(p.nz.params, key, p.info.sign, *gates[i]),
-                    limit=s.limit, offset=s.offset, score_threshold=s.score_threshold,
+                    query=_server.formula_query(p.nz.params, key, p.info.sign, *gates[i], fingerprint=p.nz.fingerprint),
+                    # offset and threshold are applied here, after checking that every point
+                    # up to offset + limit has current statistics (a stale or missing one is
+                    # pushed to the very top by the formula, so it cannot hide behind the offset)
+                    limit=(s.offset or 0) + s.limit,
                     with_payload=_merge_payload(s.with_payload, key), with_vector=s.with_vector, shard_key=s.shard_key,
                 )
             )
@@ -858,6 +867,9 @@ class Core:
                 with self._lock:
                     self._payload_ready.discard((collection, p.info.using, fp))
             else:
+                out = out[p.spec.offset or 0 :]
+                if p.spec.score_threshold is not None:
+                    out = [pt for pt in out if pt.score >= p.spec.score_threshold]
                 p.result = QueryResponse(points=out)
 
 

@@ -52,13 +52,21 @@ def coefficients(p: Params, a_q: bool = True, a_g: bool = True) -> tuple[float, 
     return c_s, coefs
 
 
-def formula_query(p: Params, key: str, sign: float, a_q: bool = True, a_g: bool = True) -> models.FormulaQuery:
+def formula_query(
+    p: Params, key: str, sign: float, a_q: bool = True, a_g: bool = True, *, fingerprint: str | None = None
+) -> models.FormulaQuery:
     """The normalised score as a formula: ``c_s * sign * $score - sum c_f * $payload[key.f]``.
 
-    ``sign`` is -1 for Euclid (Qdrant returns the distance) and +1 otherwise.
+    ``sign`` is -1 for Euclid (Qdrant returns the distance) and +1 otherwise. With
+    ``fingerprint``, a point whose stored statistics carry another fingerprint (left from
+    other banks or parameters) gets ``+MISSING``, like a point without statistics: it
+    rises to the top, where the client sees it and redoes the query on the client path.
     """
     c_s, coefs = coefficients(p, a_q, a_g)
     terms: list = [models.MultExpression(mult=[c_s * sign, "$score"])]
+    if fingerprint is not None:
+        current = models.FieldCondition(key=f"{key}.fp", match=models.MatchValue(value=fingerprint))
+        terms += [MISSING, models.MultExpression(mult=[-MISSING, current])]
     defaults = {}
     for f, c in coefs.items():
         terms.append(models.MultExpression(mult=[-c, f"{key}.{f}"]))

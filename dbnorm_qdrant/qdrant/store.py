@@ -24,6 +24,7 @@ from qdrant_client import models
 
 from ._core import Core, Overrides
 from ._io import Call, Logic
+from .._validation import InputError
 from .banks import point_key
 
 __all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic"]
@@ -77,6 +78,12 @@ def precompute_logic(
             todo = []
             for r in recs:
                 cur = (r.payload or {}).get(key)
+                if cur is not None and not (isinstance(cur, dict) and "fp" in cur):
+                    raise InputError(
+                        f"point {r.id!r} of collection {collection!r} already holds data under the payload key "
+                        f"{key!r} that is not dbnorm statistics; nothing was overwritten. Pick another key with "
+                        "DBNormClient(..., payload_key='...')."
+                    )
                 if not force and isinstance(cur, dict) and cur.get("fp") == fp:
                     rep.skipped += 1
                 else:

@@ -196,3 +196,56 @@ def test_async_batch_and_search_parity(small, tmp_path):
 
     got_b, got_s = asyncio.run(run())
     assert got_b == want_b and got_s == want_s
+
+
+# ------------------------------------------------------------- review regressions
+def test_centring_does_not_depend_on_the_query_length(qclient, cname):
+    """A Cosine collection scores the unit query; centring must too (7q ranks like q)."""
+    rng = np.random.default_rng(0)
+    f = lambda n: (rng.normal(size=(n, 16)) + 1).astype(np.float32)  # noqa: E731  (not centred, not unit)
+    G, QB, GB, q = f(300), f(200), f(150), f(1)[0]
+    make_collection(qclient, cname, G / np.linalg.norm(G, axis=1, keepdims=True))
+    db = DBNormClient(qclient, banks=BankSet(QB, GB), params={"method": "dualis", "center": True})
+    a = db.query_points(cname, query=q.tolist(), limit=5, candidates=300).points
+    b = db.query_points(cname, query=(7.0 * q).tolist(), limit=5, candidates=300).points
+    assert [p.id for p in a] == [p.id for p in b]
+    np.testing.assert_allclose([p.score for p in a], [p.score for p in b], atol=1e-6)
+    qclient.delete_collection(cname)
+
+
+def test_server_path_offset_and_stale_statistics(qclient, small, cname):
+    """The server path must not hide a point without current statistics behind the offset,
+    nor score a point with statistics left from other banks/parameters."""
+    make_collection(qclient, cname, small["G"])
+    banks = BankSet(small["QB"], small["GB"])
+    db = DBNormClient(qclient, banks=banks, params={"method": "is"})
+    db.precompute(cname, progress=False)
+    q = small["Q"][0]
+    # a new point, close to q, without statistics
+    qclient.upsert(cname, [models.PointStruct(id=1000, vector=(q + 0.05).tolist(), payload={"i": 1000})], wait=True)
+    for off in (0, 3):
+        cl = [p.id for p in db.query_points(cname, query=q.tolist(), limit=5, offset=off, mode="client").points]
+        sv = [p.id for p in db.query_points(cname, query=q.tolist(), limit=5, offset=off, mode="server").points]
+        assert sv == cl, off
+    db.precompute(cname, progress=False)
+    # statistics of other parameters on a few strong candidates (e.g. an interrupted re-precompute)
+    raw = [p.id for p in qclient.query_points(cname, query=q.tolist(), limit=20).points]
+    nz_other = banks.normalizer(Params(method="is", beta_q=5.0), unit=True)
+    vecs = {p.id: p.vector for p in qclient.retrieve(cname, ids=raw[5:8], with_vectors=True)}
+    st = nz_other.gallery_stats(np.asarray([vecs[i] for i in raw[5:8]], dtype=np.float32), activation=False)
+    for pid, rec in zip(raw[5:8], st.records()):
+        qclient.set_payload(cname, payload={db.payload_key: rec}, points=[pid], wait=True)
+    want = [p.id for p in db.query_points(cname, query=q.tolist(), limit=5, offset=2, mode="client").points]
+    got = [p.id for p in db.query_points(cname, query=q.tolist(), limit=5, offset=2, mode="server").points]
+    assert got == want
+    qclient.delete_collection(cname)
+
+
+def test_precompute_never_overwrites_foreign_data_under_its_key(qclient, small, cname):
+    payload = [{"i": i, "_dbnorm": "user data"} if i == 5 else {"i": i} for i in range(len(small["G"]))]
+    make_collection(qclient, cname, small["G"], payload=payload)
+    db = DBNormClient(qclient, banks=BankSet(small["QB"], small["GB"]), params={"method": "is"})
+    with pytest.raises(_IE, match="not dbnorm statistics; nothing was overwritten"):
+        db.precompute(cname, progress=False)
+    assert qclient.retrieve(cname, ids=[5], with_payload=True)[0].payload == {"i": 5, "_dbnorm": "user data"}
+    qclient.delete_collection(cname)
