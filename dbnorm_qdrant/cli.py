@@ -606,7 +606,7 @@ class _Writer:
                 import pyarrow  # noqa: F401
                 import pyarrow.parquet  # noqa: F401
             except ImportError:
-                raise CliError("Parquet output needs pyarrow, which is not installed: `pip install pyarrow`, "
+                raise CliError("Parquet output needs pyarrow, which is not installed: `pip install pyarrow` (or the parquet extra), "
                                "or write JSONL (--out results.jsonl).") from None
             self._pq = None
         else:

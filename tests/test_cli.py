@@ -227,7 +227,13 @@ def test_rerank_parquet(files, tmp_path):
         assert r.returncode == 2 and "pip install pyarrow" in r.stderr
         return
     assert r.returncode == 0, r.stderr
-    assert pq.read_table(out).num_rows == N_G
+    table = pq.read_table(out)
+    assert table.num_rows == N_G
+    jsonl = tmp_path / "r.jsonl"
+    _ok(cli("rerank", "--gallery", files["G"], "--queries", files["Q"], "--query-bank", files["QB"], "--method", "is",
+            "--out", jsonl, "-q"))
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert table.column("ids").to_pylist() == [r["ids"] for r in rows]
 
 
 # --------------------------------------------------------------------------- report
