@@ -227,7 +227,7 @@ def tune(
             f"no configuration beat the raw scores on {len(Qv)} validation queries "
             f"({objective}: raw {raw_value:.3f}, best {best[0] if best else float('nan'):.3f}); keeping raw scores"
         )
-        log.info(reason)
+        log.debug(reason)
         return TuneResult(Params(method="none"), objective, raw_value, raw_value, reason, len(Qv), scale, table)
     v, p = best
     reason = (
@@ -235,5 +235,5 @@ def tune(
         f"{objective} {raw_value:.3f} (raw) -> {v:.3f} with {p.method}"
         f"{' + centring' if p.center else ''}"
     )
-    log.info(reason)
+    log.debug(reason)
     return TuneResult(p, objective, v, raw_value, reason, len(Qv), scale, table)
