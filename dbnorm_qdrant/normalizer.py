@@ -424,7 +424,8 @@ class BankNormalizer:
         if self.params.center and q is None:
             raise InputError("centring needs the query vector; pass query=.")
         base = self._base_scores(q, raw, stats)
-        t1 = None if top1 is None else np.asarray([top1])
+        # the gate of dis/dualdis looks at the *raw* top-1 item (methods.md §3.2), also with centring
+        t1 = np.asarray([int(np.argmax(raw[0])) if top1 is None else top1])
         return score(base, stats, self.params, top1=t1)[0]
 
     def scores(self, queries: np.ndarray, gallery: np.ndarray, stats: GalleryStats | None = None) -> np.ndarray:
@@ -438,7 +439,9 @@ class BankNormalizer:
             if stats.n != G.shape[0]:
                 raise InputError(f"stats describe {stats.n} items but gallery has {G.shape[0]} rows.")
         raw = self.pair_sims(Q, G)
-        return score(self._base_scores(Q, raw, stats), stats, self.params)
+        # the gate of dis/dualdis looks at the *raw* top-1 item (methods.md §3.2), also with centring
+        top1 = np.argmax(raw, axis=1) if self.params.gated else None
+        return score(self._base_scores(Q, raw, stats), stats, self.params, top1=top1)
 
     def search(
         self,

@@ -159,7 +159,10 @@ def tune(
         return float(hubness_metrics(S, k=k_hub)["k_skewness"])
 
     better = (lambda a, b: a > b) if paired else (lambda a, b: a < b)
-    raw_value = evaluate(Qv @ Gv.T)
+    S_raw = Qv @ Gv.T
+    raw_value = evaluate(S_raw)
+    raw_top1 = np.argmax(S_raw, axis=1)  # dis/dualdis gate on the raw top-1, also with centring
+    del S_raw
     table: list[dict[str, Any]] = [{"method": "none", "center": False, objective: raw_value}]
     best: tuple[float, Params] | None = None
     scale = 1.0
@@ -218,7 +221,7 @@ def tune(
 
         out = np.empty_like(S)
         for p, st in candidates():
-            v = evaluate(score(S, st, p, out=out))
+            v = evaluate(score(S, st, p, top1=raw_top1 if p.gated else None, out=out))
             table.append({**p.to_dict(), objective: v})
             if best is None or better(v, best[0]):
                 best = (v, p)
