@@ -62,6 +62,16 @@ _new, _set = object.__new__, object.__setattr__
 _POINT_FIELDS = frozenset(("id", "version", "score", "payload", "vector", "shard_key", "order_value", "raw_score"))
 
 
+def _response(points: list) -> QueryResponse:
+    """``QueryResponse.model_construct(points=points)``, without its per-call overhead."""
+    o = _new(QueryResponse)
+    _set(o, "__dict__", {"points": points})
+    _set(o, "__pydantic_fields_set__", {"points"})
+    _set(o, "__pydantic_extra__", None)
+    _set(o, "__pydantic_private__", None)
+    return o
+
+
 @dataclass(frozen=True)
 class CollectionConfig:
     """Per-collection settings of :class:`~.client.DBNormClient` (``None``: the client's default).
@@ -649,6 +659,22 @@ class Core:
             # a hit by the raw ids is exact: an int id in [0, 2**63) is its own key, and the
             # keys of other ids (UUID strings) are ints, never equal to them
             keys = [pt.id for pt in pts]
+            if pts:
+                # the payload is scanned only when a candidate is missing from the cache, or
+                # (to notice a precompute and switch "auto" to the server path) when the
+                # best candidate carries current statistics
+                pr0 = (pts[0].payload or {}).get(key)
+                scan0 = isinstance(pr0, dict) and pr0.get("fp") == fp
+                params = p.nz.params
+                if not scan0 and params.additive and not params.center:
+                    # the common case: every candidate cached, and only its bias is needed
+                    b = cache.get_column(collection, keys, fp, BIAS)
+                    if b is not None:
+                        self._warm[(collection, p.info.using, fp)] = True
+                        state.append((b, None, keys))
+                        continue
+            else:
+                scan0 = False
             rows, missing = cache.get_rows(collection, keys, fp)
             if missing:
                 keys = _keys_of(pts)
@@ -656,15 +682,7 @@ class Core:
             if rows is None:
                 rows = np.full((len(pts), len(FIELDS)), np.nan)
             miss = set(missing)
-            if pts:
-                # the payload is scanned only when a candidate is missing from the cache, or
-                # (to notice a precompute and switch "auto" to the server path) when the
-                # best candidate carries current statistics
-                pr0 = (pts[0].payload or {}).get(key)
-                scan = bool(miss) or (isinstance(pr0, dict) and pr0.get("fp") == fp)
-            else:
-                scan = False
-            if scan:
+            if miss or scan0:
                 pk: list[int] = []
                 pj: list[int] = []
                 n_payload = 0
@@ -716,6 +734,9 @@ class Core:
             new = self.put_stats(collection, nz, kl, st)
             computed[fp] = ({k: i for i, k in enumerate(kl)}, new)
         for p, resp, (rows, miss, keys) in zip(plans, responses, state):
+            if miss is None:  # rows: the bias of every candidate
+                yield from self._finish_client(p, resp, None, set(), rows)
+                continue
             fp = p.nz.fingerprint
             if miss and fp in computed:
                 pos, new = computed[fp]
@@ -726,7 +747,11 @@ class Core:
                         miss.discard(j)
             yield from self._finish_client(p, resp, rows, miss)
 
-    def _finish_client(self, p: Plan, resp: models.QueryResponse, rows: np.ndarray, miss: set[int]) -> Logic:
+    def _finish_client(
+        self, p: Plan, resp: models.QueryResponse, rows: np.ndarray | None, miss: set[int], b: np.ndarray | None = None
+    ) -> Logic:
+        """Score, sort and build the result; ``b``: the bias of every candidate (then
+        ``rows`` is not needed), an additive method without centring."""
         s = p.spec
         pts = resp.points
         if miss:  # a point deleted meanwhile drops out
@@ -740,7 +765,8 @@ class Core:
         raw = np.array([pt.score for pt in pts], dtype=np.float64)
         sim = raw if p.info.sign > 0 else -raw
         params = p.nz.params
-        b = rows[:, BIAS] if params.additive and not params.center else None
+        if b is None and params.additive and not params.center:
+            b = rows[:, BIAS]
         if b is not None and b.sum() == b.sum():  # not NaN: every bias filled at insertion
             norm = sim - b  # an additive method: s - bias(g) (methods.score)
         else:
@@ -768,15 +794,20 @@ class Core:
         off = s.offset or 0
         # best first, ties by candidate order (nlargest is a stable sort, reversed);
         # only the top (offset + limit) are kept
-        nl = norm.tolist()
-        order = heapq.nlargest(off + s.limit, range(n), key=nl.__getitem__)[off:]
+        if norm.sum() == norm.sum():  # no NaN: a stable argsort of -norm orders like nlargest
+            top = np.argsort(-norm, kind="stable")[off : off + s.limit]
+            order, scores = top.tolist(), norm[top].tolist()
+        else:
+            nl = norm.tolist()
+            order = heapq.nlargest(off + s.limit, range(n), key=nl.__getitem__)[off:]
+            scores = [nl[j] for j in order]
         thr = s.score_threshold
         if thr is not None:
-            for i, j in enumerate(order):
-                if nl[j] < thr:
-                    order = order[:i]
+            for i, v in enumerate(scores):
+                if v < thr:
+                    order, scores = order[:i], scores[:i]
                     break
-        p.result = QueryResponse.model_construct(points=self._points([pts[j] for j in order], [nl[j] for j in order], s))
+        p.result = _response(self._points([pts[j] for j in order], scores, s))
 
     def _points(self, pts: list[Any], scores: list[float], s: Spec) -> list[RerankedPoint]:
         """:meth:`_point` of each point (its raw score: its Qdrant score), the payload and

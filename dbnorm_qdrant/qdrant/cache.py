@@ -97,12 +97,15 @@ class StatsCache:
             if t is None:
                 self.misses += n
                 return None, list(range(n))
-            sl = list(map(t.get, keys))
-            if None not in sl:
-                idx = np.array(sl, dtype=np.intp)
+            try:  # all cached (the common case): one pass, no intermediate list
+                idx = np.fromiter(map(t.__getitem__, keys), dtype=np.intp, count=n)
+            except KeyError:
+                pass
+            else:
                 self.hits += n
                 self._ref[idx] = True
                 return self._vals[idx], []
+            sl = list(map(t.get, keys))
             missing = [j for j, s in enumerate(sl) if s is None]
             self.misses += len(missing)
             self.hits += n - len(missing)
@@ -116,6 +119,26 @@ class StatsCache:
             idx = np.delete(idx, missing)
             self._ref[idx] = True
             return rows, missing
+
+    def get_column(self, collection: str, keys: Sequence[int], fingerprint: str, col: int) -> np.ndarray | None:
+        """Column ``col`` of the cached rows of ``keys`` (a copy) when every key is cached and
+        none of those values is ``NaN``; else ``None`` (and nothing is counted or marked).
+        Hits are marked as recently used."""
+        n = len(keys)
+        with self._lock:
+            t = self._tables.get((collection, fingerprint))
+            if t is None:
+                return None
+            try:
+                idx = np.fromiter(map(t.__getitem__, keys), dtype=np.intp, count=n)
+            except KeyError:
+                return None
+            v = self._vals[idx, col]
+            if v.sum() != v.sum():  # a NaN
+                return None
+            self.hits += n
+            self._ref[idx] = True
+            return v
 
     def put_rows(self, collection: str, keys: Sequence[int], rows: np.ndarray, fingerprint: str) -> None:
         """Insert or refresh rows (``rows[i]`` for ``keys[i]``; columns :data:`FIELDS`)."""

@@ -79,16 +79,6 @@ def small():
     return {"G": f(400), "Q": f(30), "QB": f(200), "GB": f(150)}
 
 
-def make_collection(client, name, G, *, distance=models.Distance.COSINE, named=False, ids=None, payload=None):
-    vp = models.VectorParams(size=G.shape[1], distance=distance)
-    client.create_collection(name, vectors_config={"text": vp, "other": vp} if named else vp)
-    ids = list(range(len(G))) if ids is None else ids
-    payload = payload if payload is not None else [{"i": i, "odd": i % 2, "tags": ["a", str(i)], "nested": {"x": i / 3}} for i in range(len(G))]
-    vecs = [{"text": g.tolist(), "other": (-g).tolist()} if named else g.tolist() for g in G]
-    client.upsert(name, [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vecs, payload)], wait=True)
-    return name
-
-
 @pytest.fixture(scope="session")
 def wordnet():
     if not WORDNET.exists():

@@ -14,7 +14,7 @@ from dbnorm_qdrant._validation import InputError as _IE
 from dbnorm_qdrant.methods import Params
 from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, point_key
 
-from conftest import make_collection
+from qdrant_helpers import make_collection
 
 
 def _expected(small, method, idx=None, q=0, k=5):

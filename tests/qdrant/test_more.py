@@ -14,7 +14,7 @@ from dbnorm_qdrant.methods import Params
 from dbnorm_qdrant.normalizer import BankNormalizer, neg_euclid
 from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient
 
-from conftest import make_collection
+from qdrant_helpers import make_collection
 
 
 def _order(S_row, k=5):
