@@ -56,6 +56,17 @@ def neg_euclid(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return sq
 
 
+def bank_means(query_bank: np.ndarray, gallery_bank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Centring means ``(mean(B_Q), mean(B_G))`` (the query bank stands in for a missing gallery bank)."""
+    gb = gallery_bank if gallery_bank is not None else query_bank
+    return query_bank.mean(axis=0, dtype=np.float64), gb.mean(axis=0, dtype=np.float64)
+
+
+def centre(X: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """``X - mu`` re-normalised to unit rows, in ``X``'s dtype (methods.md §3.5, centring)."""
+    return unit_rows(X - mu).astype(X.dtype, copy=False)
+
+
 def _hash_array(h: "hashlib._Hash", a: np.ndarray | None) -> None:
     if a is None:
         h.update(b"none")
@@ -174,12 +185,10 @@ class BankNormalizer:
         self.mu_q = self.mu_g = None
         self._qb, self._gb = self.query_bank, self.gallery_bank
         if params.center:
-            gb_for_mean = self.gallery_bank if self.gallery_bank is not None else self.query_bank
-            self.mu_q = self.query_bank.mean(axis=0, dtype=np.float64)
-            self.mu_g = gb_for_mean.mean(axis=0, dtype=np.float64)
-            self._qb = unit_rows(self.query_bank - self.mu_q).astype(self.query_bank.dtype)
+            self.mu_q, self.mu_g = bank_means(self.query_bank, self.gallery_bank)
+            self._qb = centre(self.query_bank, self.mu_q)
             if self.gallery_bank is not None:
-                self._gb = unit_rows(self.gallery_bank - self.mu_g).astype(self.gallery_bank.dtype)
+                self._gb = centre(self.gallery_bank, self.mu_g)
         self.fingerprint = self._fingerprint()
 
     # ------------------------------------------------------------------ identity

@@ -24,7 +24,7 @@ from ._validation import InputError, as_matrix
 from .kernels import Request, get_backend
 from .methods import METHODS, Params, activation_from_topk, score
 from .metrics import hubness_metrics, ranks
-from .normalizer import unit_rows
+from .normalizer import bank_means, centre
 from .stats import GalleryStats
 
 __all__ = ["TuneResult", "tune", "DEFAULT_BETA_MULTIPLES", "DEFAULT_BETA_G_MULTIPLES"]
@@ -168,12 +168,9 @@ def tune(
     scale = 1.0
     for c in center:
         if c:
-            mu_q = QBr.mean(axis=0, dtype=np.float64)
-            mu_g = (GBr if GBr is not None else QBr).mean(axis=0, dtype=np.float64)
-            q, g = unit_rows(Qv - mu_q), unit_rows(Gv - mu_g)
-            qb = unit_rows(QBr - mu_q).astype(QB.dtype)
-            gb = None if GBr is None else unit_rows(GBr - mu_g).astype(GB.dtype)
-            g = g.astype(Gv.dtype)
+            mu_q, mu_g = bank_means(QBr, GBr)
+            q, g, qb = centre(Qv, mu_q), centre(Gv, mu_g), centre(QBr, mu_q)
+            gb = None if GBr is None else centre(GBr, mu_g)
         else:
             q, g, qb, gb = Qv, Gv, QBr, GBr
         S = q @ g.T

@@ -490,19 +490,12 @@ class Core:
                     f"{info.collection!r} has size {info.size}."
                 )
             qvec = arr
-        nz = self.normalizer(collection, info, ov)
-        if nz.params.center and qvec is None:
-            raise InputError("centring needs the query vector: query by vector, not by point id.")
-        n = self.candidates(collection, spec.limit, spec.offset, ov)
-        mode = self.mode(collection, ov)
-        if nz.params.center:
-            mode = "client"
-        elif mode == "auto":
-            mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
-        return Plan(spec, info, nz, qvec, n, mode, self.stat_fields(nz))
+        return self._plan_vector(collection, spec, info, ov, qvec)
 
-    def _plan_vector(self, collection: str, spec: Spec, info: VectorInfo, ov: Overrides, q: list) -> Plan:
+    def _plan_vector(self, collection: str, spec: Spec, info: VectorInfo, ov: Overrides, q: Any) -> Plan:
         nz = self.normalizer(collection, info, ov)
+        if nz.params.center and q is None:
+            raise InputError("centring needs the query vector: query by vector, not by point id.")
         n = self.candidates(collection, spec.limit, spec.offset, ov)
         mode = self.mode(collection, ov)
         if nz.params.center:
