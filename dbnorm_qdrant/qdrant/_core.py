@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from qdrant_client import models
@@ -59,7 +59,9 @@ class RerankedPoint(models.ScoredPoint):
 
 _ACT_Q, _ACT_G = COLUMN["act_q"], COLUMN["act_g"]
 _new, _set = object.__new__, object.__setattr__
-_POINT_FIELDS = frozenset(("id", "version", "score", "payload", "vector", "shard_key", "order_value", "raw_score"))
+#: ``query_points`` keyword argument -> ``QueryRequest`` field, where they differ
+_REQUEST_FIELD = {"query_filter": "filter", "search_params": "params", "with_vectors": "with_vector",
+                  "shard_key_selector": "shard_key"}
 
 
 def _response(points: list) -> QueryResponse:
@@ -161,8 +163,10 @@ class Plan:
     result: models.QueryResponse | None = None
 
 
-@dataclass
-class Overrides:
+_OVERRIDE_KEYS = frozenset(("rerank", "candidates", "params", "mode", "method", "beta_q", "beta_g"))
+
+
+class Overrides(NamedTuple):
     """Per-call settings (``None``: use the collection's)."""
 
     rerank: bool | None = None
@@ -172,21 +176,24 @@ class Overrides:
 
     @classmethod
     def pop(cls, kwargs: dict[str, Any]) -> "Overrides":
-        o = cls(
-            rerank=kwargs.pop("rerank", None),
-            candidates=kwargs.pop("candidates", None),
-            params=kwargs.pop("params", None),
-            mode=kwargs.pop("mode", None),
-        )
+        """Take the per-call options out of a call's keyword arguments."""
+        if kwargs.keys().isdisjoint(_OVERRIDE_KEYS):
+            return _NO_OVERRIDES
+        params = kwargs.pop("params", None)
         method = kwargs.pop("method", None)
         betas = {k: kwargs.pop(k) for k in ("beta_q", "beta_g") if k in kwargs}
         if method is not None or betas:
-            base = dict(o.params.to_dict() if isinstance(o.params, Params) else (o.params or {}))
+            params = dict(params.to_dict() if isinstance(params, Params) else (params or {}))
             if method is not None:
-                base["method"] = method
-            base.update(betas)
-            o.params = base
-        return o
+                params["method"] = method
+            params.update(betas)
+        return cls(
+            rerank=kwargs.pop("rerank", None), candidates=kwargs.pop("candidates", None), params=params,
+            mode=kwargs.pop("mode", None),
+        )
+
+
+_NO_OVERRIDES = Overrides()
 
 
 # ----------------------------------------------------------------- payload helpers
@@ -605,22 +612,16 @@ class Core:
         return [p.result for p in plans]
 
     def _batch_call(self, collection: str, reqs: list[dict[str, Any]], extra: dict[str, Any]) -> Logic:
-        """One candidate query per request: ``query_points`` for a single one (no request
-        models, no deep copy), else one ``query_batch_points``."""
+        """One candidate query per request (a dict of ``query_points`` keyword arguments):
+        ``query_points`` for a single one (no request models, no deep copy), else one
+        ``query_batch_points``."""
         if len(reqs) == 1:
-            r = reqs[0]
-            resp = yield Call(
-                "query_points",
-                dict(collection_name=collection, query=r["query"], using=r.get("using"), prefetch=r.get("prefetch"),
-                     query_filter=r.get("filter"), search_params=r.get("params"), limit=r["limit"],
-                     offset=r.get("offset"), score_threshold=r.get("score_threshold"),
-                     with_payload=r.get("with_payload", False), with_vectors=r.get("with_vector", False),
-                     shard_key_selector=r.get("shard_key"), **extra),
-            )
+            resp = yield Call("query_points", dict(reqs[0], collection_name=collection, **extra))
             return [resp]
         res = yield Call(
             "query_batch_points",
-            dict(collection_name=collection, requests=[models.QueryRequest(**r) for r in reqs], **extra),
+            dict(collection_name=collection, requests=[models.QueryRequest(**{_REQUEST_FIELD.get(k, k): v for k, v in r.items()})
+                                                       for r in reqs], **extra),
         )
         return res
 
@@ -632,10 +633,10 @@ class Core:
             warm = self._warm.get((collection, p.info.using, p.nz.fingerprint), False)
             reqs.append(
                 dict(
-                    query=s.query, using=s.using, filter=s.filter, params=s.params, limit=p.n,
+                    query=s.query, using=s.using, query_filter=s.filter, search_params=s.params, limit=p.n,
                     with_payload=_merge_payload(s.with_payload, key),
-                    with_vector=_merge_vectors(s.with_vector, p.info.using) if not warm else s.with_vector,
-                    shard_key=s.shard_key,
+                    with_vectors=_merge_vectors(s.with_vector, p.info.using) if not warm else s.with_vector,
+                    shard_key_selector=s.shard_key,
                 )
             )
         responses = yield from self._batch_call(collection, reqs, extra)
@@ -660,11 +661,10 @@ class Core:
                 scan0 = isinstance(pr0, dict) and pr0.get("fp") == fp
                 params = p.nz.params
                 if not scan0 and params.additive and not params.center:
-                    # the common case: every candidate cached, and only its bias is needed
-                    b = cache.get_column(collection, keys, fp, BIAS)
-                    if b is not None:
-                        self._warm[(collection, p.info.using, fp)] = True
-                        state.append((b, None, keys))
+                    # the common case: every candidate cached (under an integer id) with its
+                    # bias; the cache reranks them in one compiled call
+                    if self._cached_top(collection, p, pts, keys):
+                        state.append(None)
                         continue
             else:
                 scan0 = False
@@ -726,10 +726,10 @@ class Core:
             st = nz.gallery_stats(np.asarray(list(vecs.values()), dtype=np.float32), keys=ks, activation=False)
             new = self.put_stats(collection, nz, kl, st)
             computed[fp] = ({k: i for i, k in enumerate(kl)}, new)
-        for p, resp, (rows, miss, keys) in zip(plans, responses, state):
-            if miss is None:  # rows: the bias of every candidate
-                yield from self._finish_client(p, resp, None, set(), rows)
+        for p, resp, st_ in zip(plans, responses, state):
+            if st_ is None:  # reranked from the cache already
                 continue
+            rows, miss, keys = st_
             fp = p.nz.fingerprint
             if miss and fp in computed:
                 pos, new = computed[fp]
@@ -740,11 +740,26 @@ class Core:
                         miss.discard(j)
             yield from self._finish_client(p, resp, rows, miss)
 
-    def _finish_client(
-        self, p: Plan, resp: models.QueryResponse, rows: np.ndarray | None, miss: set[int], b: np.ndarray | None = None
-    ) -> Logic:
-        """Score, sort and build the result; ``b``: the bias of every candidate (then
-        ``rows`` is not needed), an additive method without centring."""
+    def _cached_top(self, collection: str, p: Plan, pts: list[Any], keys: list[Any]) -> bool:
+        """Rerank ``pts`` from the cached biases (:meth:`StatsCache.additive_topk`) and set
+        ``p.result``; False (nothing done) unless every candidate is cached under an
+        integer id with its bias."""
+        cand = np.array(keys + [pt.score for pt in pts])  # keys, then raw scores: one conversion
+        if cand.dtype != np.float64:  # UUID strings: the general path
+            return False
+        s = p.spec
+        top = self.cache.additive_topk(collection, cand, p.nz.fingerprint, p.info.sign, s.offset or 0, s.limit)
+        if top is None:
+            return False
+        wk = (collection, p.info.using, p.nz.fingerprint)
+        if not self._warm.get(wk):
+            self._warm[wk] = True
+        self._result(p, pts, *top)
+        return True
+
+    def _finish_client(self, p: Plan, resp: models.QueryResponse, rows: np.ndarray, miss: set[int]) -> Logic:
+        """Score the candidates from their statistics ``rows`` (``miss``: positions without
+        any, dropped), sort and build the result."""
         s = p.spec
         pts = resp.points
         if miss:  # a point deleted meanwhile drops out
@@ -758,8 +773,7 @@ class Core:
         raw = np.array([pt.score for pt in pts], dtype=np.float64)
         sim = raw if p.info.sign > 0 else -raw
         params = p.nz.params
-        if b is None and params.additive and not params.center:
-            b = rows[:, BIAS]
+        b = rows[:, BIAS] if params.additive and not params.center else None
         if b is not None and b.sum() == b.sum():  # not NaN: every bias filled at insertion
             norm = sim - b  # an additive method: s - bias(g) (methods.score)
         else:
@@ -794,47 +808,45 @@ class Core:
             nl = norm.tolist()
             order = heapq.nlargest(off + s.limit, range(n), key=nl.__getitem__)[off:]
             scores = [nl[j] for j in order]
+        self._result(p, pts, order, scores)
+
+    def _result(
+        self, p: Plan, pts: list[Any], order: list[int], scores: list[float], raws: list[float] | None = None
+    ) -> None:
+        """Set ``p.result``: candidates ``order`` (best first, offset applied) with their
+        normalised ``scores`` (and raw scores ``raws``, default their Qdrant scores), cut
+        at the score threshold."""
+        s = p.spec
         thr = s.score_threshold
         if thr is not None:
             for i, v in enumerate(scores):
                 if v < thr:
                     order, scores = order[:i], scores[:i]
                     break
-        p.result = _response(self._points([pts[j] for j in order], scores, s))
+        p.result = _response(self._points([pts[j] for j in order], scores, s, raws))
 
-    def _points(self, pts: list[Any], scores: list[float], s: Spec) -> list[RerankedPoint]:
-        """:meth:`_point` of each point (its raw score: its Qdrant score), the payload and
-        vector choices made once."""
-        wp, wv, key, using = s.with_payload, s.with_vector, self.payload_key, s.using
-        keep_payload = wp is True  # as Qdrant returned it (the reserved key included)
-        out = []
-        for pt, score in zip(pts, scores):
+    def _points(self, pts: list[Any], scores: list[float], s: Spec, raws: list[float] | None = None) -> list[RerankedPoint]:
+        """Qdrant's returned points made :class:`RerankedPoint` in place (each is a fresh
+        object of this query's response, referenced nowhere else): the normalised
+        ``scores``, the raw scores (``raws``, default: their Qdrant scores), and the
+        payload and vector as ``s`` asked for (the layer may have fetched more)."""
+        wp, wv = s.with_payload, s.with_vector
+        strip_p = wp is not True  # True: as Qdrant returned it, the reserved key included
+        no_v = wv is False or wv is None
+        strip_v = not no_v and wv is not True
+        for i, pt in enumerate(pts):
             d = pt.__dict__
-            o = _new(RerankedPoint)
-            _set(o, "__dict__", {
-                "id": d["id"], "version": d["version"], "score": score,
-                "payload": d["payload"] if keep_payload else _strip_payload(d["payload"], wp, key),
-                "vector": None if wv is False or wv is None else _strip_vector(d["vector"], wv, using),
-                "shard_key": d["shard_key"], "order_value": d["order_value"], "raw_score": float(d["score"]),
-            })
-            _set(o, "__pydantic_fields_set__", set(_POINT_FIELDS))
-            _set(o, "__pydantic_extra__", None)
-            _set(o, "__pydantic_private__", None)
-            out.append(o)
-        return out
-
-    def _point(self, pt: Any, score: float, raw: float, s: Spec) -> RerankedPoint:
-        out = object.__new__(RerankedPoint)  # what model_construct does, without its per-field overhead
-        object.__setattr__(out, "__dict__", {
-            "id": pt.id, "version": pt.version, "score": score,
-            "payload": _strip_payload(pt.payload, s.with_payload, self.payload_key),
-            "vector": _strip_vector(pt.vector, s.with_vector, s.using), "shard_key": pt.shard_key,
-            "order_value": pt.order_value, "raw_score": float(raw),
-        })
-        object.__setattr__(out, "__pydantic_fields_set__", set(_POINT_FIELDS))
-        object.__setattr__(out, "__pydantic_extra__", None)
-        object.__setattr__(out, "__pydantic_private__", None)
-        return out
+            d["raw_score"] = float(d["score"] if raws is None else raws[i])
+            d["score"] = scores[i]
+            if strip_p:
+                d["payload"] = _strip_payload(d["payload"], wp, self.payload_key)
+            if no_v:
+                d["vector"] = None
+            elif strip_v:
+                d["vector"] = _strip_vector(d["vector"], wv, s.using)
+            pt.__pydantic_fields_set__.add("raw_score")
+            _set(pt, "__class__", RerankedPoint)
+        return pts
 
     # ------------------------------------------------------------ server path
     def _server_logic(self, collection: str, plans: list[Plan], extra: dict[str, Any]) -> Logic:
@@ -843,8 +855,9 @@ class Core:
         gated = [i for i, p in enumerate(plans) if p.nz.params.gated]
         if gated:
             reqs = [
-                dict(query=plans[i].spec.query, using=plans[i].spec.using, filter=plans[i].spec.filter,
-                     params=plans[i].spec.params, limit=1, with_payload=[key], shard_key=plans[i].spec.shard_key)
+                dict(query=plans[i].spec.query, using=plans[i].spec.using, query_filter=plans[i].spec.filter,
+                     search_params=plans[i].spec.params, limit=1, with_payload=[key], with_vectors=False,
+                     shard_key_selector=plans[i].spec.shard_key)
                 for i in gated
             ]
             tops = yield from self._batch_call(collection, reqs, extra)
@@ -871,30 +884,29 @@ class Core:
                     # up to offset + limit has current statistics (a stale or missing one is
                     # pushed to the very top by the formula, so it cannot hide behind the offset)
                     limit=(s.offset or 0) + s.limit,
-                    with_payload=_merge_payload(s.with_payload, key), with_vector=s.with_vector, shard_key=s.shard_key,
+                    with_payload=_merge_payload(s.with_payload, key), with_vectors=s.with_vector,
+                    shard_key_selector=s.shard_key,
                 )
             )
         res = yield from self._batch_call(collection, reqs, extra)
         for i, r in zip(todo, res):
             p = plans[i]
             fp = p.nz.fingerprint
-            out = []
+            raws: list[float] | None = []
             for pt in r.points:
                 pr = (pt.payload or {}).get(key)
                 if not (isinstance(pr, dict) and pr.get("fp") == fp):
-                    out = None  # a candidate without current statistics: redo on the client
+                    raws = None  # a candidate without current statistics: redo on the client
                     break
-                sim = _server.raw_similarity(pt.score, pr, p.nz.params, *gates[i])
-                out.append(self._point(pt, float(pt.score), p.info.sign * sim, p.spec))
-            if out is None:
+                raws.append(p.info.sign * _server.raw_similarity(pt.score, pr, p.nz.params, *gates[i]))
+            if raws is None:
                 p.mode = "client"
                 with self._lock:
                     self._payload_ready.discard((collection, p.info.using, fp))
-            else:
-                out = out[p.spec.offset or 0 :]
-                if p.spec.score_threshold is not None:
-                    out = [pt for pt in out if pt.score >= p.spec.score_threshold]
-                p.result = QueryResponse(points=out)
+            else:  # the formula's score is the normalised score; offset and threshold now
+                pts = r.points
+                order = list(range(min(p.spec.offset or 0, len(pts)), len(pts)))
+                self._result(p, pts, order, [pts[j].score for j in order], [raws[j] for j in order])
 
 
 def _as_params(params: Any) -> Params:

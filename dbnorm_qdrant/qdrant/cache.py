@@ -3,11 +3,16 @@
 Keys are ``(collection, point key, fingerprint)``: statistics computed with other banks
 or parameters are never returned, and they age out of the cache on their own.
 
-Layout: one float64 row per cached point in a preallocated ``(capacity, len(STAT_FIELDS))``
-array (``NaN``: a statistic the record lacks; the activation flags as 0/1), and per
-``(collection, fingerprint)`` a dict from point key to row. A query gathers all its
-candidates' rows with one fancy index (:meth:`StatsCache.get_rows`), under one short
-lock. The arrays grow by doubling up to ``maxsize`` rows.
+Layout: the cached points' statistics in one preallocated float64 array stored by
+column, ``(len(FIELDS), capacity)`` (``NaN``: a statistic the record lacks; the activation
+flags as 0/1), so that one statistic of many points (the bias, on the hot path) is read
+from one compact column. Per ``(collection, fingerprint)`` a :class:`_Table` maps point
+keys to rows: a dict, and a dense int32 array ``key -> row`` (``-1``: absent) for keys
+below ``4 * maxsize`` (at least 65,536), the common case of integer point ids. A query's
+candidates are then found, and for an additive method reranked, by one compiled call
+under one short lock (:meth:`StatsCache.additive_topk`) instead of one dict lookup per
+candidate; other keys (UUIDs, large ids) go through the dict. The arrays grow by
+doubling (the statistics up to ``maxsize`` rows).
 
 Eviction is CLOCK (second chance), an approximation of LRU that does not reorder
 anything on a hit: a hit sets the row's reference bit; when the cache is full, a hand
@@ -27,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..kernels.rerank_topk import additive_topk
 from ..stats import STAT_FIELDS
 
 __all__ = ["StatsCache", "FIELDS", "COLUMN", "BIAS", "record_to_row", "row_to_record"]
@@ -59,6 +65,17 @@ def row_to_record(row: np.ndarray, fingerprint: str) -> dict[str, Any]:
     return out
 
 
+class _Table:
+    """The rows of one ``(collection, fingerprint)``: ``rows`` (key -> row, every key) and
+    ``dense`` (``dense[key]`` = row or ``-1``, for the keys below the cache's dense bound)."""
+
+    __slots__ = ("rows", "dense")
+
+    def __init__(self) -> None:
+        self.rows: dict[int, int] = {}
+        self.dense = np.full(1024, -1, dtype=np.int32)
+
+
 class StatsCache:
     """Bounded cache of statistics rows; every method is atomic (one lock)."""
 
@@ -66,6 +83,8 @@ class StatsCache:
         if maxsize < 0:
             raise ValueError("maxsize must be >= 0")
         self.maxsize = int(maxsize)
+        #: keys below this bound are also indexed densely (4 bytes per key up to the largest)
+        self.dense_bound = max(1 << 16, 4 * self.maxsize)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -73,10 +92,13 @@ class StatsCache:
 
     def _reset(self) -> None:
         cap = min(self.maxsize, 1024)
-        self._tables: dict[tuple[str, str], dict[int, int]] = {}  # (collection, fp) -> key -> row
-        self._vals = np.empty((cap, len(FIELDS)), dtype=np.float64)
+        self._tables: dict[tuple[str, str], _Table] = {}  # (collection, fp) -> its key -> row maps
+        self._vals = np.empty((len(FIELDS), cap), dtype=np.float64)  # by column
+        self._bias = self._vals[BIAS]
+        self._top_pos = np.empty(64, dtype=np.int64)  # additive_topk's output buffers
+        self._top_score = np.empty(64, dtype=np.float64)
         self._ref = np.zeros(cap, dtype=bool)  # CLOCK reference bits
-        self._owner: list[tuple[dict[int, int], int] | None] = [None] * cap  # row -> (its table, its key)
+        self._owner: list[tuple[_Table, int] | None] = [None] * cap  # row -> (its table, its key)
         self._free: list[int] = list(range(cap - 1, -1, -1))  # popped from the end: rows 0, 1, ...
         self._n = 0
         self._hand = 0
@@ -85,6 +107,19 @@ class StatsCache:
         return self._n
 
     # ----------------------------------------------------------------- hot path
+    @staticmethod
+    def _find(t: _Table, keys: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The row of each key (``-1``: not cached), as an intp array."""
+        d = t.dense
+        a = keys if isinstance(keys, np.ndarray) else np.array(keys)
+        # a view as uint64 puts negative keys above every bound: one comparison checks both ends
+        if a.dtype == np.int64 and (not len(a) or a.view(np.uint64).max() < len(d)):
+            return d[a]
+        # other keys: a key inside the dense range but not in ``dense`` is not cached
+        # (it would be there), so only the dict needs asking
+        g = t.rows.get
+        return np.fromiter((-1 if (r := g(k)) is None else r for k in keys), dtype=np.intp, count=len(keys))
+
     def get_rows(
         self, collection: str, keys: Sequence[int], fingerprint: str
     ) -> tuple[np.ndarray | None, list[int]]:
@@ -97,48 +132,44 @@ class StatsCache:
             if t is None:
                 self.misses += n
                 return None, list(range(n))
-            try:  # all cached (the common case): one pass, no intermediate list
-                idx = np.fromiter(map(t.__getitem__, keys), dtype=np.intp, count=n)
-            except KeyError:
-                pass
-            else:
-                self.hits += n
+            idx = self._find(t, keys)
+            hit = idx >= 0
+            n_hit = int(np.count_nonzero(hit))
+            self.hits += n_hit
+            self.misses += n - n_hit
+            if n_hit == 0:
+                return None, list(range(n))
+            rows = self._vals[:, idx].T  # a copy (fancy indexing), one row per key
+            if n_hit == n:
                 self._ref[idx] = True
-                return self._vals[idx], []
-            sl = list(map(t.get, keys))
-            missing = [j for j, s in enumerate(sl) if s is None]
-            self.misses += len(missing)
-            self.hits += n - len(missing)
-            if len(missing) == n:
-                return None, missing
-            for j in missing:
-                sl[j] = 0
-            idx = np.array(sl, dtype=np.intp)
-            rows = self._vals[idx]
+                return rows, []
+            missing = np.flatnonzero(~hit)
             rows[missing] = _NAN
-            idx = np.delete(idx, missing)
-            self._ref[idx] = True
-            return rows, missing
+            self._ref[idx[hit]] = True
+            return rows, missing.tolist()
 
-    def get_column(self, collection: str, keys: Sequence[int], fingerprint: str, col: int) -> np.ndarray | None:
-        """Column ``col`` of the cached rows of ``keys`` (a copy) when every key is cached and
-        none of those values is ``NaN``; else ``None`` (and nothing is counted or marked).
-        Hits are marked as recently used."""
-        n = len(keys)
+    def additive_topk(
+        self, collection: str, cand: np.ndarray, fingerprint: str, sign: float, offset: int, limit: int
+    ) -> tuple[list[int], list[float]] | None:
+        """Rerank candidates by their cached bias (an additive method):
+        :func:`~dbnorm_qdrant.kernels.rerank_topk.additive_topk` on the cached rows.
+
+        ``cand``: float64, the candidates' keys then their raw scores. Returns the
+        positions and normalised scores of ranks ``[offset, offset + limit)``, best first;
+        ``None`` when a candidate is not cached under a dense key or has no bias (the
+        caller takes :meth:`get_rows`' general path). Hits are marked as recently used."""
         with self._lock:
             t = self._tables.get((collection, fingerprint))
             if t is None:
                 return None
-            try:
-                idx = np.fromiter(map(t.__getitem__, keys), dtype=np.intp, count=n)
-            except KeyError:
+            if len(self._top_pos) < offset + limit:
+                self._top_pos = np.empty(offset + limit, dtype=np.int64)
+                self._top_score = np.empty(offset + limit, dtype=np.float64)
+            m = additive_topk(cand, sign, t.dense, self._bias, self._ref, offset, limit, self._top_pos, self._top_score)
+            if m < 0:
                 return None
-            v = self._vals[idx, col]
-            if v.sum() != v.sum():  # a NaN
-                return None
-            self.hits += n
-            self._ref[idx] = True
-            return v
+            self.hits += len(cand) // 2
+            return self._top_pos[:m].tolist(), self._top_score[:m].tolist()
 
     def put_rows(self, collection: str, keys: Sequence[int], rows: np.ndarray, fingerprint: str) -> None:
         """Insert or refresh rows (``rows[i]`` for ``keys[i]``; columns :data:`FIELDS`)."""
@@ -151,23 +182,43 @@ class StatsCache:
             ck = (collection, fingerprint)
             t = self._tables.get(ck)
             if t is None:
-                t = self._tables[ck] = {}
+                t = self._tables[ck] = _Table()
+            tr = t.rows
             pos: dict[int, int] = {}  # the last occurrence of each key wins
             for i, k in enumerate(keys):
-                pos[k] = i
-            new = [k for k in pos if k not in t]
-            slots = self._alloc(len(new), keep=t, keep_keys=pos)
+                pos[int(k)] = i
+            new = [k for k in pos if k not in tr]
+            slots = self._alloc(len(new), keep=tr, keep_keys=pos)
             owner = self._owner
             for k, s in zip(new, slots):
-                t[k] = s
+                tr[k] = s
                 owner[s] = (t, k)
+            if new:
+                self._index_dense(t, np.array(new, dtype=np.int64), np.array(slots, dtype=np.int32))
             self._n += len(new)
-            idx = np.fromiter((t[k] for k in pos), dtype=np.intp, count=len(pos))
+            idx = np.fromiter((tr[k] for k in pos), dtype=np.intp, count=len(pos))
             src = np.fromiter(pos.values(), dtype=np.intp, count=len(pos))
-            self._vals[idx] = rows[src]
+            self._vals[:, idx] = rows[src].T
             self._ref[idx] = True  # a refreshed row counts as used ...
             if slots:
                 self._ref[slots] = False  # ... a new one gets its second chance from a hit
+
+    def _index_dense(self, t: _Table, keys: np.ndarray, slots: np.ndarray) -> None:
+        """Enter new keys below the dense bound into ``t.dense`` (grown by doubling)."""
+        m = (keys >= 0) & (keys < self.dense_bound)
+        if not m.all():
+            keys, slots = keys[m], slots[m]
+        if not len(keys):
+            return
+        top = int(keys.max())
+        if top >= len(t.dense):
+            size = len(t.dense)
+            while size <= top:
+                size *= 2
+            d = np.full(min(size, self.dense_bound), -1, dtype=np.int32)
+            d[: len(t.dense)] = t.dense
+            t.dense = d
+        t.dense[keys] = slots
 
     def _alloc(self, m: int, keep: dict[int, int], keep_keys: Mapping[int, int]) -> list[int]:
         """``m`` free rows: free ones, then growth, then CLOCK eviction (never a row of
@@ -189,11 +240,12 @@ class StatsCache:
 
     def _grow(self, cap: int) -> None:
         old = len(self._ref)
-        vals = np.empty((cap, len(FIELDS)), dtype=np.float64)
-        vals[:old] = self._vals
+        vals = np.empty((len(FIELDS), cap), dtype=np.float64)
+        vals[:, :old] = self._vals
         ref = np.zeros(cap, dtype=bool)
         ref[:old] = self._ref
         self._vals, self._ref = vals, ref
+        self._bias = vals[BIAS]
         self._owner.extend([None] * (cap - old))
         self._free.extend(range(cap - 1, old - 1, -1))
 
@@ -228,7 +280,9 @@ class StatsCache:
         self._hand = hand
         for s in out:
             t, k = owner[s]
-            del t[k]
+            del t.rows[k]
+            if k < len(t.dense):
+                t.dense[k] = -1
             owner[s] = None
         self._n -= len(out)
         return out
@@ -263,7 +317,7 @@ class StatsCache:
                 return
             for ck in [ck for ck in self._tables if ck[0] == collection]:
                 t = self._tables.pop(ck)
-                rows = list(t.values())
+                rows = list(t.rows.values())
                 for s in rows:
                     self._owner[s] = None
                 self._ref[rows] = False

@@ -83,6 +83,10 @@ def _spec_from_kwargs(query: Any, kw: dict[str, Any]) -> Spec:
 
 
 def _extra(kw: dict[str, Any]) -> dict[str, Any]:
+    """The client-level keyword arguments passed through (``consistency``, ``timeout``);
+    anything else left in ``kw`` is an error."""
+    if not kw:
+        return {}
     extra = {k: kw.pop(k) for k in _QP_KEYS if k in kw and kw[k] is not None}
     for k in _QP_KEYS:
         kw.pop(k, None)

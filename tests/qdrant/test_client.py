@@ -46,6 +46,18 @@ def test_matches_matrix_level_and_passthrough(db, small):
     assert [p.id for p in old] == [p.id for p in res.points]
 
 
+def test_cached_queries_take_the_compiled_path(db, small, monkeypatch):
+    d, name = db
+    q = small["Q"][3]
+    d.query_points(name, query=q, limit=5, candidates=400)  # fills the cache
+    monkeypatch.setattr(d.cache, "get_rows", lambda *a, **k: pytest.fail("the general path was taken"))
+    res = d.query_points(name, query=q, limit=5, candidates=400)
+    assert [p.id for p in res.points] == _expected(small, "dualis", q=3)
+    raw = {p.id: p.score for p in d.client.query_points(name, query=q, limit=400).points}
+    assert all(p.raw_score == raw[p.id] and p.score < p.raw_score for p in res.points)
+    assert all(p.payload["i"] == p.id and p.vector is None for p in res.points)
+
+
 def test_filter_selectors_offset_threshold(db, small):
     d, name = db
     flt = models.Filter(must=[models.FieldCondition(key="odd", match=models.MatchValue(value=1))])
@@ -133,6 +145,23 @@ def test_uuid_ids_and_gallery_bank_from_collection(qclient, small, cname):
     d.configure(cname, banks=BankSet(small["QB"], vecs, keys), params={"method": "dualis"})
     r = d.query_points(cname, query=small["Q"][0], limit=5)
     assert len(r.points) == 5 and isinstance(r.points[0].id, str)
+    qclient.delete_collection(cname)
+
+
+@pytest.mark.parametrize("kind", ["uuid", "large"])
+def test_uuid_and_large_ids_rank_like_small_ids(qclient, small, cname, kind):
+    """Ids the cache's dense index does not hold (UUIDs; ints beyond its bound) take the
+    general path: same ranking as the matrix level, cold and cached."""
+    import uuid
+
+    ids = [str(uuid.UUID(int=i + 1)) if kind == "uuid" else 2**62 + 3 * i for i in range(400)]
+    back = {pid: i for i, pid in enumerate(ids)}
+    make_collection(qclient, cname, small["G"], ids=ids)
+    d = DBNormClient(qclient, banks=BankSet(small["QB"], small["GB"]), params={"method": "dualis"})
+    for q in (0, 1, 0):  # query 0 again: its candidates come from the cache
+        res = d.query_points(cname, query=small["Q"][q], limit=5, candidates=400)
+        assert [back[p.id] for p in res.points] == _expected(small, "dualis", q=q)
+    assert len(d.cache) == 400
     qclient.delete_collection(cname)
 
 
