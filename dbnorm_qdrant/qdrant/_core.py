@@ -618,11 +618,8 @@ class Core:
         if len(reqs) == 1:
             resp = yield Call("query_points", dict(reqs[0], collection_name=collection, **extra))
             return [resp]
-        res = yield Call(
-            "query_batch_points",
-            dict(collection_name=collection, requests=[models.QueryRequest(**{_REQUEST_FIELD.get(k, k): v for k, v in r.items()})
-                                                       for r in reqs], **extra),
-        )
+        requests = [models.QueryRequest(**{_REQUEST_FIELD.get(k, k): v for k, v in r.items()}) for r in reqs]
+        res = yield Call("query_batch_points", dict(collection_name=collection, requests=requests, **extra))
         return res
 
     def _client_logic(self, collection: str, plans: list[Plan], extra: dict[str, Any]) -> Logic:
@@ -825,7 +822,9 @@ class Core:
                     break
         p.result = _response(self._points([pts[j] for j in order], scores, s, raws))
 
-    def _points(self, pts: list[Any], scores: list[float], s: Spec, raws: list[float] | None = None) -> list[RerankedPoint]:
+    def _points(
+        self, pts: list[Any], scores: list[float], s: Spec, raws: list[float] | None = None
+    ) -> list[RerankedPoint]:
         """Qdrant's returned points made :class:`RerankedPoint` in place (each is a fresh
         object of this query's response, referenced nowhere else): the normalised
         ``scores``, the raw scores (``raws``, default: their Qdrant scores), and the

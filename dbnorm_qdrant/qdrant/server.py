@@ -52,10 +52,13 @@ def coefficients(p: Params, a_q: bool = True, a_g: bool = True) -> tuple[float, 
     return c_s, coefs
 
 
+@lru_cache(maxsize=256)
 def formula_query(
     p: Params, key: str, sign: float, a_q: bool = True, a_g: bool = True, *, fingerprint: str | None = None
 ) -> models.FormulaQuery:
     """The normalised score as a formula: ``c_s * sign * $score - sum c_f * $payload[key.f]``.
+
+    Built once per argument set and shared (treat it as read-only).
 
     ``sign`` is -1 for Euclid (Qdrant returns the distance) and +1 otherwise. With
     ``fingerprint``, a point whose stored statistics carry another fingerprint (left from
