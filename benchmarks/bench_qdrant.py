@@ -7,7 +7,7 @@ Run from the project root (reads ../shared/data/wordnet_gloss; local-mode Qdrant
     python benchmarks/bench_qdrant.py --only latency     # latency | recall
 
 Latency: G_test (5000 points, Cosine) in an in-memory collection; every reranked query
-(limit 10, N = 100 candidates) is paired with a plain ``query_points`` of the same
+(limit 10, N = 100 candidates, set on the client) is paired with a plain ``query_points`` of the same
 N = 100 run right before it in the same process, and every figure is a median over
 queries. The added latency is the median of the per-query paired differences (and
 ratios), so the load of a shared machine drifts out. Variants:
@@ -44,7 +44,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -177,95 +176,102 @@ def make_client(G: np.ndarray, names=("wn",)) -> QdrantClient:
 
 
 # --------------------------------------------------------------------------- latency
-def bench_latency(d, nq: int, method: str, n_cand: int = 100, limit: int = 10) -> dict:
+def _timed(rows: dict, comp: dict, name: str, f, proxy: _Timed) -> None:
+    """Run ``f``; record its wall time in ``rows[name]`` and its compute (wall time minus
+    the time inside ``proxy``'s client calls) in ``comp[name]``."""
+    proxy.io = 0.0
+    t = time.perf_counter()
+    f()
+    dt = time.perf_counter() - t
+    rows[name].append(dt)
+    comp[name].append(dt - proxy.io)
+
+
+def _latency_in_process(d, qs, banks, params, n_cand: int, limit: int, rows: dict, comp: dict) -> tuple[float, list]:
+    """The in-process variants (cached, server, cold) and the warm replay; returns the
+    precompute time and the warm compute times."""
     c = make_client(d["G"], names=("wn_lazy", "wn_payload"))
-    banks = BankSet(d["QB"], d["GB"])
-    params = Params(method=method, **BETAS[method])
-    lazy = DBNormClient(c, banks=banks, params=params, mode="client")
-    srv = DBNormClient(c, banks=banks, params=params, mode="server")
-    cold = DBNormClient(c, banks=banks, params=params, mode="client")  # its own cache, emptied per query
+    lazy = DBNormClient(c, banks=banks, params=params, mode="client", candidates=n_cand)
+    srv = DBNormClient(c, banks=banks, params=params, mode="server", candidates=n_cand)
+    cold = DBNormClient(c, banks=banks, params=params, mode="client", candidates=n_cand)  # cache emptied per query
     t0 = time.perf_counter()
     srv.precompute("wn_payload", progress=False)
     t_pre = time.perf_counter() - t0
-    qs = [q.tolist() for q in d["Q"][:nq]]
     # warm up every path (and fill the cache of the lazy client)
     for q in qs:
-        lazy.query_points("wn_lazy", query=q, limit=limit, candidates=n_cand)
+        lazy.query_points("wn_lazy", query=q, limit=limit)
     for q in qs[:20]:
-        srv.query_points("wn_payload", query=q, limit=limit, candidates=n_cand)
+        srv.query_points("wn_payload", query=q, limit=limit)
         c.query_points("wn_lazy", query=q, limit=n_cand)
     # parity check: the server path ranks like the client path
-    a = lazy.query_points("wn_lazy", query=qs[0], limit=limit, candidates=n_cand)
-    b = srv.query_points("wn_payload", query=qs[0], limit=limit, candidates=n_cand)
+    a = lazy.query_points("wn_lazy", query=qs[0], limit=limit)
+    b = srv.query_points("wn_payload", query=qs[0], limit=limit)
     assert [p.id for p in a.points] == [p.id for p in b.points]
-
     for q in qs[:5]:
-        cold.query_points("wn_lazy", query=q, limit=limit, candidates=n_cand)
+        cold.query_points("wn_lazy", query=q, limit=limit)
+
     tl, ts, tc = _Timed(c), _Timed(c), _Timed(c)
     lazy.client, srv.client, cold.client = tl, ts, tc
-    rows = {k: [] for k in ("plain", "cached", "server", "cold", "plain_oop", "cached_oop")}
-    comp = {k: [] for k in ("cached", "server", "cold", "cached_oop")}
-    core = cold.core
-
-    def timed(name, f, proxy):
-        proxy.io = 0.0
-        t = time.perf_counter()
-        f()
-        dt = time.perf_counter() - t
-        rows[name].append(dt)
-        comp[name].append(dt - proxy.io)
-
     for q in qs:
         t = time.perf_counter()
         c.query_points("wn_lazy", query=q, limit=n_cand)
         rows["plain"].append(time.perf_counter() - t)
-        timed("cached", lambda: lazy.query_points("wn_lazy", query=q, limit=limit, candidates=n_cand), tl)
-        timed("server", lambda: srv.query_points("wn_payload", query=q, limit=limit, candidates=n_cand), ts)
+        _timed(rows, comp, "cached", lambda: lazy.query_points("wn_lazy", query=q, limit=limit), tl)
+        _timed(rows, comp, "server", lambda: srv.query_points("wn_payload", query=q, limit=limit), ts)
         cold.cache.clear()
-        core._warm.clear()  # cold: fetch the candidates' vectors with the candidate query
-        timed("cold", lambda: cold.query_points("wn_lazy", query=q, limit=limit, candidates=n_cand), tc)
-    lazy.client = srv.client = cold.client = c
+        cold.core._warm.clear()  # cold: fetch the candidates' vectors with the candidate query
+        _timed(rows, comp, "cold", lambda: cold.query_points("wn_lazy", query=q, limit=limit), tc)
 
     # the cached rerank with warm CPU caches: the same queries back to back against a
     # stub client that hands out recorded candidate responses (copies made beforehand)
-    replay = _Replay([c.query_points("wn_lazy", query=q, limit=n_cand) for q in qs])
-    lazy.client = replay
+    lazy.client = _Replay([c.query_points("wn_lazy", query=q, limit=n_cand) for q in qs])
     warm = []
     for q in qs:
         t = time.perf_counter()
-        lazy.query_points("wn_lazy", query=q, limit=limit, candidates=n_cand)
+        lazy.query_points("wn_lazy", query=q, limit=limit)
         warm.append(time.perf_counter() - t)
-    del c, lazy, srv, cold, replay
+    return t_pre, warm
 
-    # the cached rerank against a Qdrant in another process, as a server would be: its own
-    # loop (the in-process queries above would evict this process's caches), this process
-    # and Qdrant's pinned to different cores where the machine has two
+
+def _latency_out_of_process(d, qs, banks, params, n_cand: int, limit: int, rows: dict, comp: dict) -> None:
+    """The cached rerank against a Qdrant in another process, as a server would be: a loop
+    of its own (in-process queries would evict this process's caches), this process and
+    Qdrant's pinned to different cores where the machine has two."""
     remote = _Remote(d["G"], ("wn_lazy",))
     pin = hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+    cpus = sorted(os.sched_getaffinity(0)) if pin else []
     if pin:
-        cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[0]})
         os.sched_setaffinity(remote.pid, set(cpus[1:]))
     try:
-        oop = DBNormClient(remote, banks=banks, params=params, mode="client")
+        oop = DBNormClient(remote, banks=banks, params=params, mode="client", candidates=n_cand)
         for q in qs:
-            oop.query_points("wn_lazy", query=q, limit=limit, candidates=n_cand)
+            oop.query_points("wn_lazy", query=q, limit=limit)
         to = _Timed(remote)
         oop.client = to
         for q in qs:
             t = time.perf_counter()
             remote.query_points(collection_name="wn_lazy", query=q, limit=n_cand)
             rows["plain_oop"].append(time.perf_counter() - t)
-            timed("cached_oop", lambda: oop.query_points("wn_lazy", query=q, limit=limit, candidates=n_cand), to)
+            _timed(rows, comp, "cached_oop", lambda: oop.query_points("wn_lazy", query=q, limit=limit), to)
     finally:
         if pin:
             os.sched_setaffinity(0, set(cpus))
         remote.close()
-    plain = np.asarray(rows["plain"])
+
+
+def bench_latency(d, nq: int, method: str, n_cand: int = 100, limit: int = 10) -> dict:
+    banks = BankSet(d["QB"], d["GB"])
+    params = Params(method=method, **BETAS[method])
+    qs = [q.tolist() for q in d["Q"][:nq]]
+    rows: dict[str, list] = {k: [] for k in ("plain", "cached", "server", "cold", "plain_oop", "cached_oop")}
+    comp: dict[str, list] = {k: [] for k in ("cached", "server", "cold", "cached_oop")}
+    t_pre, warm = _latency_in_process(d, qs, banks, params, n_cand, limit, rows, comp)
+    _latency_out_of_process(d, qs, banks, params, n_cand, limit, rows, comp)
     out = {"method": method, "N": n_cand, "limit": limit, "queries": nq, "bank_rows": len(d["QB"]),
-           "precompute_s": round(t_pre, 2), "plain_ms": round(1e3 * float(np.median(plain)), 3),
-           "plain_oop_ms": round(1e3 * float(np.median(rows["plain_oop"])), 3), "variants": {}}
-    out["compute_warm_us"] = round(1e6 * float(np.median(warm)), 1)
+           "precompute_s": round(t_pre, 2), "plain_ms": round(1e3 * float(np.median(rows["plain"])), 3),
+           "plain_oop_ms": round(1e3 * float(np.median(rows["plain_oop"])), 3),
+           "compute_warm_us": round(1e6 * float(np.median(warm)), 1), "variants": {}}
     for k in ("cached", "server", "cold", "cached_oop"):
         v = np.asarray(rows[k])
         plain = np.asarray(rows["plain_oop" if k == "cached_oop" else "plain"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -23,7 +23,7 @@ from ..normalizer import BankNormalizer
 from ..stats import GalleryStats
 from . import server as _server
 from ._io import Call, Logic
-from .banks import BankSet, point_key, point_keys
+from .banks import BankSet, point_key, record_vector
 from .cache import BIAS, COLUMN, FIELDS, StatsCache, record_to_row
 
 __all__ = ["Core", "CollectionConfig", "RerankedPoint", "VectorInfo", "MODES"]
@@ -244,13 +244,6 @@ def _strip_vector(vector: Any, user: Any, using: str | None) -> Any:
     if user is True or not isinstance(vector, dict):
         return vector
     return {k: v for k, v in vector.items() if k in user}
-
-
-def _vector_from(point: Any, using: str | None) -> Any:
-    v = point.vector
-    if isinstance(v, dict):
-        return v.get(using if using is not None else "")
-    return v
 
 
 def _keys_of(pts: Sequence[Any]) -> list[int]:
@@ -549,7 +542,7 @@ class Core:
                      with_vectors=True if info.using is None else [info.using]),
             )
             for r in recs:
-                v = _vector_from(r, info.using)
+                v = record_vector(r, info.using)
                 if v is not None:
                     keys.append(point_key(r.id))
                     vecs.append(v)
@@ -687,7 +680,7 @@ class Core:
                             pj.append(j)
                     if j in miss:
                         todo.setdefault(fp, {})[keys[j]] = (
-                            pt.id, _vector_from(pt, p.info.using) if pt.vector is not None else None
+                            pt.id, record_vector(pt, p.info.using) if pt.vector is not None else None
                         )
                 if pk:
                     sub = self.fill_bias(p.nz, rows[pj])
@@ -713,7 +706,7 @@ class Core:
                          with_vectors=True if using is None else [using]),
                 )
                 for r in got:
-                    v = _vector_from(r, using)
+                    v = record_vector(r, using)
                     if v is not None:
                         vecs[point_key(r.id)] = v
             if not vecs:

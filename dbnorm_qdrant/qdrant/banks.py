@@ -126,12 +126,19 @@ class BankSet:
 
 
 # ------------------------------------------------------------------ collections
-def _vector_of(record: Any, using: str | None) -> list[float]:
+def record_vector(record: Any, using: str | None, *, required: bool = False) -> Any:
+    """A Qdrant record's dense vector: the unnamed one, or the one named ``using``.
+
+    ``None`` when the record carries no such vector; with ``required``, an
+    :class:`InputError` naming the vectors it has instead."""
     v = record.vector
     if isinstance(v, dict):
-        if using is None or using not in v:
+        name = using if using is not None else ""
+        if name in v:
+            return v[name]
+        if required:
             raise InputError(f"point {record.id!r} has no vector named {using!r}; pass using= one of {sorted(v)}.")
-        return v[using]
+        return None
     return v
 
 
@@ -160,7 +167,7 @@ def _fetch_vectors(collection: str, ids: list[Any], using: str | None, page: int
         )
         for r in recs:
             got.append(r.id)
-            vecs.append(_vector_of(r, using))
+            vecs.append(record_vector(r, using, required=True))
     return got, np.asarray(vecs, dtype=np.float32)
 
 

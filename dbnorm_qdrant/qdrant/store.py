@@ -25,7 +25,7 @@ from qdrant_client import models
 from ._core import Core, Overrides
 from ._io import Call, Logic
 from .._validation import InputError
-from .banks import point_key
+from .banks import point_key, record_vector
 
 __all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic"]
 
@@ -38,11 +38,6 @@ class PrecomputeReport:
     written: int = 0
     skipped: int = 0
     flags_changed: int = 0
-
-
-def _vec(rec: Any, using: str | None) -> Any:
-    v = rec.vector
-    return v.get(using if using is not None else "") if isinstance(v, dict) else v
 
 
 def precompute_logic(
@@ -90,7 +85,7 @@ def precompute_logic(
                     todo.append(r)
             if todo:
                 keys = np.fromiter((point_key(r.id) for r in todo), dtype=np.int64, count=len(todo))
-                G = np.asarray([_vec(r, using) for r in todo], dtype=np.float32)
+                G = np.asarray([record_vector(r, using) for r in todo], dtype=np.float32)
                 st = nz.gallery_stats(G, keys=keys, activation=False)
                 ops = []
                 for i, r in enumerate(todo):
