@@ -7,9 +7,9 @@ Run from the project root (reads ../shared/data/wordnet_gloss; local-mode Qdrant
     python benchmarks/bench_qdrant.py --only latency     # latency | recall
 
 Latency: G_test (5000 points, Cosine) in an in-memory collection; every reranked query
-(limit 10, N = 100 candidates, set on the client) is paired with a plain ``query_points`` of the same
-N = 100 run right before it in the same process, and every figure is a median over
-queries. The added latency is the median of the per-query paired differences (and
+(limit 10, N = 100 candidates, set on the client) is paired with a plain ``query_points``
+of the same N = 100 and the same query vector in the same process (the variants run in
+an order that rotates from query to query), and every figure is a median over queries. The added latency is the median of the per-query paired differences (and
 ratios), so the load of a shared machine drifts out. Variants:
 
 - ``cached``: statistics in the in-memory cache (warmed by one pass over the queries);
@@ -212,15 +212,26 @@ def _latency_in_process(d, qs, banks, params, n_cand: int, limit: int, rows: dic
 
     tl, ts, tc = _Timed(c), _Timed(c), _Timed(c)
     lazy.client, srv.client, cold.client = tl, ts, tc
-    for q in qs:
+
+    def plain(q):
         t = time.perf_counter()
         c.query_points("wn_lazy", query=q, limit=n_cand)
         rows["plain"].append(time.perf_counter() - t)
-        _timed(rows, comp, "cached", lambda: lazy.query_points("wn_lazy", query=q, limit=limit), tl)
-        _timed(rows, comp, "server", lambda: srv.query_points("wn_payload", query=q, limit=limit), ts)
+
+    def cold_query(q):
         cold.cache.clear()
         cold.core._warm.clear()  # cold: fetch the candidates' vectors with the candidate query
         _timed(rows, comp, "cold", lambda: cold.query_points("wn_lazy", query=q, limit=limit), tc)
+
+    steps = [
+        plain,
+        lambda q: _timed(rows, comp, "cached", lambda: lazy.query_points("wn_lazy", query=q, limit=limit), tl),
+        lambda q: _timed(rows, comp, "server", lambda: srv.query_points("wn_payload", query=q, limit=limit), ts),
+        cold_query,
+    ]
+    for i, q in enumerate(qs):  # the order rotates, so no variant always follows the same one
+        for j in range(len(steps)):
+            steps[(i + j) % len(steps)](q)
 
     # the cached rerank with warm CPU caches: the same queries back to back against a
     # stub client that hands out recorded candidate responses (copies made beforehand)
