@@ -27,12 +27,13 @@ def additive_topk(cand, sign, dense, bias, ref, offset, limit, out_pos, out_scor
     Parameters
     ----------
     cand : float64[2n]
-        The candidates' point keys, then their raw Qdrant scores (one array, built by
-        one conversion; a key in ``dense``'s range is far below 2**53, so exact).
-        ``sim = sign * raw`` (``sign = -1``: Euclid distances).
+        The candidates' point keys (or, with ``dense=None``, their cache rows), then their
+        raw Qdrant scores: one array, built by one conversion (a key in ``dense``'s range
+        is far below 2**53, so exact). ``sim = sign * raw`` (``sign = -1``: Euclid
+        distances).
     dense, bias, ref :
-        The cache's dense key -> row index (``-1``: absent), its bias column and its
-        reference bits (set for every candidate read).
+        The cache's dense key -> row index (``-1``: absent; ``None``: ``cand`` holds rows),
+        its bias column and its reference bits (set for every candidate read).
     offset, limit :
         The ranks wanted: ``[offset, offset + limit)``.
     out_pos, out_score : int64[>= offset + limit], float64[...]
@@ -46,16 +47,18 @@ def additive_topk(cand, sign, dense, bias, ref, offset, limit, out_pos, out_scor
     k = min(offset + limit, n)
     if k <= 0:
         return 0
-    nd = len(dense)
     vals = np.empty(n) if k > _INSERTION_MAX else out_score[:0]
     m = 0  # ranks held in the buffers (insertion)
     for j in range(n):
         x = cand[j]
-        if not (x >= 0 and x < nd):
-            return -1
-        r = dense[int(x)]
-        if r < 0:
-            return -1
+        if dense is None:  # resolved when compiling: one specialisation each
+            r = int(x)
+        else:
+            if not (x >= 0 and x < len(dense)):
+                return -1
+            r = dense[int(x)]
+            if r < 0:
+                return -1
         s = cand[n + j] if sign > 0 else -cand[n + j]
         v = s - bias[r]
         if v != v:  # NaN: no bias filled (or a NaN score)

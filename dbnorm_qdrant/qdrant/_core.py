@@ -311,6 +311,9 @@ class Core:
         return c.enabled if c is not None else True
 
     def candidates(self, collection: str, limit: int, offset: int | None, ov: Overrides) -> int:
+        for name, v in (("limit", limit), ("offset", offset or 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise InputError(f"{name} must be a non-negative integer, got {v!r}.")
         n = ov.candidates if ov.candidates is not None else self._setting(collection, "candidates")
         need = limit + (offset or 0)
         if n is None:
@@ -731,14 +734,15 @@ class Core:
             yield from self._finish_client(p, resp, rows, miss)
 
     def _cached_top(self, collection: str, p: Plan, pts: list[Any], keys: list[Any]) -> bool:
-        """Rerank ``pts`` from the cached biases (:meth:`StatsCache.additive_topk`) and set
-        ``p.result``; False (nothing done) unless every candidate is cached under an
-        integer id with its bias."""
-        cand = np.array(keys + [pt.score for pt in pts])  # keys, then raw scores: one conversion
-        if cand.dtype != np.float64:  # UUID strings: the general path
-            return False
+        """Rerank ``pts`` (``keys``: their ids) from the cached biases
+        (:meth:`StatsCache.additive_topk`) and set ``p.result``; False (nothing done)
+        unless every candidate is cached with its bias."""
+        if type(keys[0]) is not int:  # UUIDs: their point keys
+            keys = _keys_of(pts)
         s = p.spec
-        top = self.cache.additive_topk(collection, cand, p.nz.fingerprint, p.info.sign, s.offset or 0, s.limit)
+        top = self.cache.additive_topk(
+            collection, keys, [pt.score for pt in pts], p.nz.fingerprint, p.info.sign, s.offset or 0, s.limit
+        )
         if top is None:
             return False
         wk = (collection, p.info.using, p.nz.fingerprint)

@@ -7,12 +7,14 @@ Layout: the cached points' statistics in one preallocated float64 array stored b
 column, ``(len(FIELDS), capacity)`` (``NaN``: a statistic the record lacks; the activation
 flags as 0/1), so that one statistic of many points (the bias, on the hot path) is read
 from one compact column. Per ``(collection, fingerprint)`` a :class:`_Table` maps point
-keys to rows: a dict, and a dense int32 array ``key -> row`` (``-1``: absent) for keys
-below ``4 * maxsize`` (at least 65,536), the common case of integer point ids. A query's
-candidates are then found, and for an additive method reranked, by one compiled call
-under one short lock (:meth:`StatsCache.additive_topk`) instead of one dict lookup per
-candidate; other keys (UUIDs, large ids) go through the dict. The arrays grow by
-doubling (the statistics up to ``maxsize`` rows).
+keys to rows: a dict, and a dense int32 array ``key -> row`` (``-1``: absent) covering the
+small keys, the common case of integer point ids (it grows by doubling, up to
+``4 * maxsize`` keys and 16 bytes per cached key of the table). A query's candidates are
+then found, and for an additive method reranked, by one compiled call under one short
+lock (:meth:`StatsCache.additive_topk`) instead of one dict lookup per candidate; other
+keys (UUIDs, large ids) are looked up in the dict, then reranked by the same call. The
+statistics arrays grow by doubling up to ``maxsize`` rows; a table emptied by eviction
+is dropped.
 
 Eviction is CLOCK (second chance), an approximation of LRU that does not reorder
 anything on a hit: a hit sets the row's reference bit; when the cache is full, a hand
@@ -27,6 +29,7 @@ survives rows used once.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -66,12 +69,16 @@ def row_to_record(row: np.ndarray, fingerprint: str) -> dict[str, Any]:
 
 
 class _Table:
-    """The rows of one ``(collection, fingerprint)``: ``rows`` (key -> row, every key) and
-    ``dense`` (``dense[key]`` = row or ``-1``, for the keys below the cache's dense bound)."""
+    """The rows of one ``(collection, fingerprint)`` (``ck``): ``rows`` (key -> row, every
+    key) and ``dense``: ``dense[key]`` is the row of every cached key below ``len(dense)``,
+    ``-1`` elsewhere. ``dense`` grows by doubling to cover larger keys, up to the cache's
+    dense bound and to 4 entries per cached key (16 bytes), so a few large ids cannot
+    make it big; keys beyond it are found through ``rows``."""
 
-    __slots__ = ("rows", "dense")
+    __slots__ = ("ck", "rows", "dense")
 
-    def __init__(self) -> None:
+    def __init__(self, ck: tuple[str, str]) -> None:
+        self.ck = ck
         self.rows: dict[int, int] = {}
         self.dense = np.full(1024, -1, dtype=np.int32)
 
@@ -149,26 +156,40 @@ class StatsCache:
             return rows, missing.tolist()
 
     def additive_topk(
-        self, collection: str, cand: np.ndarray, fingerprint: str, sign: float, offset: int, limit: int
+        self, collection: str, keys: list[int], scores: list[float], fingerprint: str, sign: float,
+        offset: int, limit: int,
     ) -> tuple[list[int], list[float]] | None:
         """Rerank candidates by their cached bias (an additive method):
         :func:`~dbnorm_qdrant.kernels.rerank_topk.additive_topk` on the cached rows.
 
-        ``cand``: float64, the candidates' keys then their raw scores. Returns the
+        ``keys``: the candidates' point keys, ``scores``: their raw scores. Returns the
         positions and normalised scores of ranks ``[offset, offset + limit)``, best first;
-        ``None`` when a candidate is not cached under a dense key or has no bias (the
-        caller takes :meth:`get_rows`' general path). Hits are marked as recently used."""
+        ``None`` when a candidate is not cached or has no bias (the caller then takes
+        :meth:`get_rows`' general path). Hits are marked as recently used."""
         with self._lock:
             t = self._tables.get((collection, fingerprint))
-            if t is None:
+            if t is None or not keys:
                 return None
             if len(self._top_pos) < offset + limit:
                 self._top_pos = np.empty(offset + limit, dtype=np.int64)
                 self._top_score = np.empty(offset + limit, dtype=np.float64)
-            m = additive_topk(cand, sign, t.dense, self._bias, self._ref, offset, limit, self._top_pos, self._top_score)
-            if m < 0:
-                return None
-            self.hits += len(cand) // 2
+            m = -1
+            k0 = keys[0]
+            if type(k0) is int and 0 <= k0 < len(t.dense):  # most likely all in the dense index
+                cand = np.array(keys + scores)  # keys, then raw scores: one conversion
+                if cand.dtype == np.float64:
+                    m = additive_topk(cand, sign, t.dense, self._bias, self._ref, offset, limit,
+                                      self._top_pos, self._top_score)
+            if m < 0:  # through the dict (keys beyond the dense index)
+                g = t.rows.get
+                rows = [g(k, -1) for k in keys]
+                if -1 in rows:
+                    return None
+                m = additive_topk(np.array(rows + scores, dtype=np.float64), sign, None, self._bias, self._ref,
+                                  offset, limit, self._top_pos, self._top_score)
+                if m < 0:
+                    return None
+            self.hits += len(keys)
             return self._top_pos[:m].tolist(), self._top_score[:m].tolist()
 
     def put_rows(self, collection: str, keys: Sequence[int], rows: np.ndarray, fingerprint: str) -> None:
@@ -182,19 +203,20 @@ class StatsCache:
             ck = (collection, fingerprint)
             t = self._tables.get(ck)
             if t is None:
-                t = self._tables[ck] = _Table()
+                t = _Table(ck)
             tr = t.rows
             pos: dict[int, int] = {}  # the last occurrence of each key wins
             for i, k in enumerate(keys):
-                pos[int(k)] = i
+                pos[operator.index(k)] = i  # an integer key (a TypeError before any change)
             new = [k for k in pos if k not in tr]
             slots = self._alloc(len(new), keep=tr, keep_keys=pos)
+            self._tables[ck] = t  # (again: eviction drops a table it empties)
             owner = self._owner
             for k, s in zip(new, slots):
                 tr[k] = s
                 owner[s] = (t, k)
             if new:
-                self._index_dense(t, np.array(new, dtype=np.int64), np.array(slots, dtype=np.int32))
+                self._index_dense(t, new, slots)
             self._n += len(new)
             idx = np.fromiter((tr[k] for k in pos), dtype=np.intp, count=len(pos))
             src = np.fromiter(pos.values(), dtype=np.intp, count=len(pos))
@@ -203,22 +225,29 @@ class StatsCache:
             if slots:
                 self._ref[slots] = False  # ... a new one gets its second chance from a hit
 
-    def _index_dense(self, t: _Table, keys: np.ndarray, slots: np.ndarray) -> None:
-        """Enter new keys below the dense bound into ``t.dense`` (grown by doubling)."""
-        m = (keys >= 0) & (keys < self.dense_bound)
-        if not m.all():
-            keys, slots = keys[m], slots[m]
-        if not len(keys):
-            return
-        top = int(keys.max())
-        if top >= len(t.dense):
-            size = len(t.dense)
-            while size <= top:
+    def _index_dense(self, t: _Table, new: list[int], slots: list[int]) -> None:
+        """Enter the new keys ``new`` (rows ``slots``, already in ``t.rows``) into ``t.dense``,
+        first doubling it (and re-indexing every key it then covers) while a new key lies
+        beyond it and the limits allow."""
+        d = t.dense
+        top = max((k for k in new if 0 <= k < self.dense_bound), default=-1)
+        if top >= len(d):
+            allowed = min(self.dense_bound, max(len(d), 4 * len(t.rows)))
+            size = len(d)
+            while size <= top and 2 * size <= allowed:
                 size *= 2
-            d = np.full(min(size, self.dense_bound), -1, dtype=np.int32)
-            d[: len(t.dense)] = t.dense
-            t.dense = d
-        t.dense[keys] = slots
+            if size > len(d):
+                d = np.full(size, -1, dtype=np.int32)
+                items = [(k, r) for k, r in t.rows.items() if 0 <= k < size]
+                if items:
+                    ks, rs = zip(*items)
+                    d[list(ks)] = rs
+                t.dense = d
+                return
+        fit = [(k, r) for k, r in zip(new, slots) if 0 <= k < len(d)]
+        if fit:
+            ks, rs = zip(*fit)
+            d[list(ks)] = rs
 
     def _alloc(self, m: int, keep: dict[int, int], keep_keys: Mapping[int, int]) -> list[int]:
         """``m`` free rows: free ones, then growth, then CLOCK eviction (never a row of
@@ -281,8 +310,10 @@ class StatsCache:
         for s in out:
             t, k = owner[s]
             del t.rows[k]
-            if k < len(t.dense):
+            if 0 <= k < len(t.dense):
                 t.dense[k] = -1
+            if not t.rows:  # an empty table (a fingerprint no longer used) goes
+                self._tables.pop(t.ck, None)
             owner[s] = None
         self._n -= len(out)
         return out

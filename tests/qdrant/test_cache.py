@@ -26,7 +26,8 @@ def _check_index(c: StatsCache) -> None:
             if k < len(t.dense):
                 assert t.dense[k] == r
         live = np.flatnonzero(t.dense >= 0)
-        assert set(live.tolist()) == {k for k in t.rows if k < len(t.dense)}
+        assert set(live.tolist()) == {k for k in t.rows if 0 <= k < len(t.dense)}
+        assert t.rows  # no empty table
     assert n == len(c) <= c.maxsize
 
 
@@ -98,11 +99,14 @@ def _reference(keys, raw, sign, bias_of, offset, limit):
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])
-@pytest.mark.parametrize("offset,limit", [(0, 10), (3, 7), (0, 100), (20, 90), (95, 10), (0, 1)])
-def test_additive_topk_is_a_stable_sort(sign, offset, limit):
+@pytest.mark.parametrize("offset,limit", [(0, 10), (3, 7), (0, 100), (20, 90), (95, 10), (0, 1), (0, 0)])
+@pytest.mark.parametrize("big", [False, True])
+def test_additive_topk_is_a_stable_sort(sign, offset, limit, big):
+    """The compiled rerank equals a stable argsort, for keys in the dense index and for
+    keys beyond it (found through the dict)."""
     rng = np.random.default_rng(2)
     c = StatsCache(5000)
-    keys = [int(k) for k in rng.choice(3000, size=600, replace=False)]
+    keys = [int(k) + (2**62 if big else 0) for k in rng.choice(3000, size=600, replace=False)]
     rows = np.zeros((600, len(FIELDS)))
     rows[:, BIAS] = np.round(rng.normal(size=600), 1)  # coarse values: many ties
     c.put_rows("a", keys, rows, FP)
@@ -110,11 +114,9 @@ def test_additive_topk_is_a_stable_sort(sign, offset, limit):
     for _ in range(5):
         cand = [int(k) for k in rng.choice(keys, size=100, replace=False)]
         raw = np.round(rng.normal(size=100), 1)
-        got = c.additive_topk("a", np.array(cand + raw.tolist()), FP, sign, offset, limit)
+        got = c.additive_topk("a", cand, raw.tolist(), FP, sign, offset, limit)
         assert got is not None
-        pos, scores = got
-        ref_pos, ref_scores = _reference(cand, raw, sign, bias_of, offset, limit)
-        assert pos == ref_pos and scores == ref_scores
+        assert got == _reference(cand, raw, sign, bias_of, offset, limit)
 
 
 def test_additive_topk_declines_what_it_cannot_score():
@@ -122,10 +124,44 @@ def test_additive_topk_declines_what_it_cannot_score():
     rows = np.zeros((3, len(FIELDS)))
     rows[:, BIAS] = [0.1, 0.2, np.nan]  # key 2: no bias filled
     c.put_rows("a", [0, 1, 2], rows, FP)
-    c.put_rows("a", [c.dense_bound + 1], rows[:1], FP)  # cached, but not in the dense index
-    ok = c.additive_topk("a", np.array([0.0, 1.0, 0.5, 0.5]), FP, 1.0, 0, 10)
-    assert ok == ([0, 1], [0.5 - 0.1, 0.5 - 0.2])
-    for cand in ([0, 5], [0, 2], [0, c.dense_bound + 1], [0, -1]):  # not cached / NaN bias / outside
-        assert c.additive_topk("a", np.array(cand + [0.5, 0.5], dtype=float), FP, 1.0, 0, 10) is None
-    assert c.additive_topk("a", np.array([0.0, 1.0, np.nan, 0.5]), FP, 1.0, 0, 10) is None  # NaN score
-    assert c.additive_topk("other", np.array([0.0, 0.5]), FP, 1.0, 0, 10) is None
+    big = c.dense_bound + 1
+    c.put_rows("a", [big], rows[:1], FP)  # cached, beyond the dense index
+    assert c.additive_topk("a", [0, 1], [0.5, 0.5], FP, 1.0, 0, 10) == ([0, 1], [0.5 - 0.1, 0.5 - 0.2])
+    assert c.additive_topk("a", [big, 1], [0.5, 0.5], FP, 1.0, 0, 10) == ([0, 1], [0.5 - 0.1, 0.5 - 0.2])
+    for cand in ([0, 5], [0, 2], [0, big + 1], [0, -1], [0, "x"]):  # not cached / NaN bias / odd keys
+        assert c.additive_topk("a", cand, [0.5, 0.5], FP, 1.0, 0, 10) is None
+    assert c.additive_topk("a", [0, 1], [1.0, float("nan")], FP, 1.0, 0, 10) is None  # a NaN score
+    assert c.additive_topk("other", [0], [0.5], FP, 1.0, 0, 10) is None
+
+
+def test_dense_index_stays_small_and_tables_go_when_emptied():
+    c = StatsCache(1_000_000)
+    z = np.zeros((1, len(FIELDS)))
+    for i in range(5):  # one large id under five fingerprints: no large dense arrays
+        c.put_rows("a", [3_999_999], z, f"fp{i}")
+    assert all(t.dense.nbytes <= 4096 for t in c._tables.values())
+    keys = list(range(0, 30_000, 2))  # a table that grows: its index follows, re-indexing old keys
+    c.put_rows("b", keys[:10], np.zeros((10, len(FIELDS))), FP)
+    c.put_rows("b", keys[10:], np.zeros((len(keys) - 10, len(FIELDS))), FP)
+    t = c._tables[("b", FP)]
+    assert keys[-1] < len(t.dense) <= 4 * len(keys) and all(t.dense[k] == t.rows[k] for k in keys)
+    _check_index(c)
+    small = StatsCache(2)
+    for i in range(5):  # every put evicts the previous fingerprint's only row
+        small.put_rows("a", [i], z, f"fp{i}")
+    assert len(small._tables) <= 2
+    _check_index(small)
+
+
+def test_negative_keys_and_bad_keys_leave_the_cache_consistent():
+    c = StatsCache(2)
+    z = np.zeros((1, len(FIELDS)))
+    c.put_rows("a", [-1], z, FP)
+    c.put_rows("a", [1023], z + 1, FP)
+    c.get_rows("a", [1023], FP)
+    c.put_rows("a", [5], z, FP)  # evicts -1, must not touch 1023's index entry
+    assert c.get_rows("a", [1023], FP)[1] == []
+    _check_index(c)
+    with pytest.raises(TypeError):
+        c.put_rows("a", ["not a key"], z, FP)
+    _check_index(c)

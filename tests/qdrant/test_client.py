@@ -149,9 +149,9 @@ def test_uuid_ids_and_gallery_bank_from_collection(qclient, small, cname):
 
 
 @pytest.mark.parametrize("kind", ["uuid", "large"])
-def test_uuid_and_large_ids_rank_like_small_ids(qclient, small, cname, kind):
-    """Ids the cache's dense index does not hold (UUIDs; ints beyond its bound) take the
-    general path: same ranking as the matrix level, cold and cached."""
+def test_uuid_and_large_ids_rank_like_small_ids(qclient, small, cname, kind, monkeypatch):
+    """Ids the cache's dense index does not hold (UUIDs; ints beyond its bound): same
+    ranking as the matrix level, cold and cached, the cached rerank compiled too."""
     import uuid
 
     ids = [str(uuid.UUID(int=i + 1)) if kind == "uuid" else 2**62 + 3 * i for i in range(400)]
@@ -162,6 +162,9 @@ def test_uuid_and_large_ids_rank_like_small_ids(qclient, small, cname, kind):
         res = d.query_points(cname, query=small["Q"][q], limit=5, candidates=400)
         assert [back[p.id] for p in res.points] == _expected(small, "dualis", q=q)
     assert len(d.cache) == 400
+    monkeypatch.setattr(d.cache, "get_rows", lambda *a, **k: pytest.fail("the general path was taken"))
+    res = d.query_points(cname, query=small["Q"][2], limit=5, candidates=400)
+    assert [back[p.id] for p in res.points] == _expected(small, "dualis", q=2)
     qclient.delete_collection(cname)
 
 
@@ -182,6 +185,11 @@ def test_errors(qclient, small, cname):
     ]:
         with pytest.raises(_IE, match=what):
             d.query_points(cname, query=q)
+    for kw, what in [({"limit": -1}, "limit must be a non-negative integer"),
+                     ({"offset": -2}, "offset must be a non-negative integer"),
+                     ({"limit": 2.5}, "limit must be")]:
+        with pytest.raises(_IE, match=what):
+            d.query_points(cname, query=small["Q"][0], **kw)
     d8 = DBNormClient(qclient, banks=BankSet(small["QB"][:, :8], small["GB"][:, :8]), params={"method": "dualis"})
     with pytest.raises(_IE, match="dimension 8"):
         d8.query_points(cname, query=small["Q"][0])
