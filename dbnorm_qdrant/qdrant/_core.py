@@ -250,7 +250,7 @@ def _keys_of(pts: Sequence[Any]) -> list[int]:
     """The point keys (:func:`~.banks.point_key`) of the points: their ids when all are
     non-negative int64 integers (checked in one numpy conversion), else one by one."""
     ids = [pt.id for pt in pts]
-    if ids:
+    if ids and type(ids[0]) is int:  # (no array of UUID strings built just to be refused)
         a = np.array(ids)
         if a.dtype == np.int64 and a.min() >= 0:
             return ids

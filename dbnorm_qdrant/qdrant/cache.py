@@ -90,7 +90,7 @@ class StatsCache:
         if maxsize < 0:
             raise ValueError("maxsize must be >= 0")
         self.maxsize = int(maxsize)
-        #: keys below this bound are also indexed densely (4 bytes per key up to the largest)
+        #: keys below this bound may be indexed densely too (see :class:`_Table`)
         self.dense_bound = max(1 << 16, 4 * self.maxsize)
         self._lock = threading.Lock()
         self.hits = 0
