@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dbnorm_qdrant import BankNormalizer, normalize, tune  # noqa: E402
-from dbnorm_qdrant.metrics import hubness_metrics, retrieval_metrics  # noqa: E402
+from dbnorm_qdrant.eval.metrics import hubness_metrics, retrieval_metrics  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dbnorm_qdrant import normalize  # noqa: E402
-from dbnorm_qdrant.methods import DEFAULT_BETA_Q  # noqa: E402
-from dbnorm_qdrant.metrics import hubness_metrics, retrieval_metrics  # noqa: E402
-from dbnorm_qdrant.sinkhorn import column_potentials, sinkhorn_sims  # noqa: E402
+from dbnorm_qdrant.core.methods import DEFAULT_BETA_Q  # noqa: E402
+from dbnorm_qdrant.eval.metrics import hubness_metrics, retrieval_metrics  # noqa: E402
+from dbnorm_qdrant.core.sinkhorn import column_potentials, sinkhorn_sims  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 SETS = ("wordnet_gloss", "bible_kjv_web")
@@ -83,7 +83,7 @@ def run_set(name: str, epochs: int, rows: list, drift: dict) -> None:
             v_full = (N - S)[0] / 0.5 * DEFAULT_BETA_Q
     drift[name] = _drift(SQ, S, v_full)
     try:
-        from dbnorm_qdrant.adapter import AdapterConfig, train_adapter
+        from dbnorm_qdrant.experimental.adapter import AdapterConfig, train_adapter
     except ImportError:
         print("torch missing: adapter rows skipped", file=sys.stderr)
     else:

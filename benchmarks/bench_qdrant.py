@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from qdrant_client import QdrantClient, models  # noqa: E402
 
-from dbnorm_qdrant.methods import Params  # noqa: E402
+from dbnorm_qdrant.core.methods import Params  # noqa: E402
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "wordnet_gloss"

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 
-from ._validation import InputError
-from .methods import METHODS, Params, normalize
-from .metrics import evaluate, hubness_metrics, retrieval_metrics
-from .normalizer import BankNormalizer
-from .stats import GalleryStats
-from .tuning import TuneResult, tune
+from .errors import InputError
+from .core.methods import METHODS, Params, normalize
+from .eval.metrics import evaluate, hubness_metrics, retrieval_metrics
+from .core.normalizer import BankNormalizer
+from .core.stats import GalleryStats
+from .core.tuning import TuneResult, tune
 
 __version__ = "0.1.0"
 

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dbnorm_qdrant import normalize  # noqa: E402
-from dbnorm_qdrant.metrics import hubness_metrics, k_occurrence, retrieval_metrics  # noqa: E402
+from dbnorm_qdrant.eval.metrics import hubness_metrics, k_occurrence, retrieval_metrics  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wordnet_gloss"
 

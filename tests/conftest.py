@@ -15,7 +15,7 @@ settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from support import SHARED
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import importlib
 import logging
 from types import ModuleType
 
-from ._types import Reduced, Request
+from .base import Reduced, Request
 
 __all__ = ["Reduced", "Request", "get_backend", "available_backends", "BACKENDS"]
 
@@ -52,7 +52,7 @@ def get_backend(name: str = "auto") -> ModuleType:
     Each backend module exposes ``name``, ``reduce_sims(S_bank, req, bank_keys,
     gallery_keys)`` and ``reduce_vectors(bank, gallery, req, bank_keys, gallery_keys)``.
     """
-    from .._validation import InputError
+    from ..errors import InputError
 
     if name == "auto":
         if _cuda_available():

@@ -16,7 +16,7 @@ from typing import Callable, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._types import Reduced, Request
+from .base import Reduced, Request
 
 TILE = 512  # gallery columns per tile
 CHUNK = 1024  # bank rows per block

@@ -16,7 +16,7 @@ import numba as nb
 import numpy as np
 
 from . import _tiles
-from ._types import Reduced, Request
+from .base import Reduced, Request
 
 name = "numba"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import logsumexp
 
-from ._types import Reduced, Request
+from .base import Reduced, Request
 
 name = "numpy"
 

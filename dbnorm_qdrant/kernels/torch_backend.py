@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._types import Reduced, Request
+from .base import Reduced, Request
 
 __all__ = ["name", "cuda_available", "reduce_sims", "reduce_vectors"]
 

@@ -8,7 +8,8 @@
 """
 
 from ._core import CollectionConfig, RerankedPoint
-from .banks import BankSet, point_key
+from ..banks import BankSet
+from .sources import point_key
 from .cache import StatsCache
 from .client import AsyncDBNormClient, DBNormClient
 from .store import PrecomputeReport

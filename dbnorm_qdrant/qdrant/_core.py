@@ -17,13 +17,14 @@ import numpy as np
 from qdrant_client import models
 from qdrant_client.http.models import QueryResponse
 
-from .._validation import InputError
-from ..methods import Params, bias
-from ..normalizer import BankNormalizer
-from ..stats import GalleryStats
+from ..core.validation import InputError
+from ..core.methods import Params, bias
+from ..core.normalizer import BankNormalizer
+from ..core.stats import GalleryStats
 from . import server as _server
 from ._io import Call, Logic
-from .banks import BankSet, point_key, record_vector
+from ..banks import BankSet
+from .sources import point_key, record_vector
 from .cache import BIAS, COLUMN, FIELDS, StatsCache, record_to_row
 
 __all__ = ["Core", "CollectionConfig", "RerankedPoint", "VectorInfo", "MODES"]

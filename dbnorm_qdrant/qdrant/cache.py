@@ -36,7 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..kernels.rerank_topk import additive_topk
-from ..stats import STAT_FIELDS
+from ..core.stats import STAT_FIELDS
 
 __all__ = ["StatsCache", "FIELDS", "COLUMN", "BIAS", "record_to_row", "row_to_record"]
 

@@ -53,11 +53,12 @@ import numpy as np
 from qdrant_client import models
 from qdrant_client.http.models import QueryResponse
 
-from ..methods import Params
-from ..normalizer import BankNormalizer
+from ..core.methods import Params
+from ..core.normalizer import BankNormalizer
 from ._core import CollectionConfig, Core, Overrides, RerankedPoint, Spec
 from ._io import adrive, drive
-from .banks import BankSet, query_bank_from_collection, sample_gallery_bank
+from ..banks import BankSet
+from .sources import query_bank_from_collection, sample_gallery_bank
 from .store import PrecomputeReport, precompute_logic, refresh_logic
 
 __all__ = ["DBNormClient", "AsyncDBNormClient", "CollectionConfig", "RerankedPoint"]
@@ -91,7 +92,7 @@ def _extra(kw: dict[str, Any]) -> dict[str, Any]:
     for k in _QP_KEYS:
         kw.pop(k, None)
     if kw:
-        from .._validation import InputError
+        from ..core.validation import InputError
 
         raise InputError(f"unexpected keyword argument(s) {sorted(kw)} for a reranked query.")
     return extra

@@ -15,8 +15,8 @@ from functools import lru_cache
 import numpy as np
 from qdrant_client import models
 
-from ..methods import Params, score
-from ..stats import STAT_FIELDS, GalleryStats
+from ..core.methods import Params, score
+from ..core.stats import STAT_FIELDS, GalleryStats
 
 __all__ = ["coefficients", "formula_query", "LINEAR_FIELDS"]
 

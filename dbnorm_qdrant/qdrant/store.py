@@ -24,8 +24,8 @@ from qdrant_client import models
 
 from ._core import Core, Overrides
 from ._io import Call, Logic
-from .._validation import InputError
-from .banks import point_key, record_vector
+from ..core.validation import InputError
+from .sources import point_key, record_vector
 
 __all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic"]
 

@@ -20,7 +20,7 @@ from langchain_qdrant import QdrantVectorStore  # noqa: E402
 from qdrant_client import QdrantClient, models  # noqa: E402
 
 from dbnorm_qdrant import InputError  # noqa: E402
-from dbnorm_qdrant.methods import Params  # noqa: E402
+from dbnorm_qdrant.core.methods import Params  # noqa: E402
 
 from wordnet_data import N, NQ, PARAMS, core_top1, r_at_1  # noqa: E402
 

@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-WORDNET = SHARED / "data" / "wordnet_gloss"
+from support import WORDNET
 NQ, NG, NB = 1000, 2000, 1000
 PARAMS = {"method": "dualis", "beta_q": 20.0, "beta_g": 3.0}
 N = 100  # candidates

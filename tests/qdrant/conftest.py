@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
-from dbnorm_qdrant.normalizer import unit_rows
+from dbnorm_qdrant.core.normalizer import unit_rows
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-WORDNET = SHARED / "data" / "wordnet_gloss"
+from support import WORDNET
 NO_SERVER = "no Qdrant server: set QDRANT_URL or run Docker for testcontainers"
 
 

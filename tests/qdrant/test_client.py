@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient, models
 
-from dbnorm_qdrant._validation import InputError as _IE
-from dbnorm_qdrant.methods import Params
+from dbnorm_qdrant.errors import InputError as _IE
+from dbnorm_qdrant.core.methods import Params
 from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, point_key
 
 from qdrant_helpers import make_collection

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
-from dbnorm_qdrant._validation import InputError as _IE
-from dbnorm_qdrant.methods import Params
-from dbnorm_qdrant.normalizer import BankNormalizer, neg_euclid
+from dbnorm_qdrant.errors import InputError as _IE
+from dbnorm_qdrant.core.methods import Params
+from dbnorm_qdrant.core.normalizer import BankNormalizer, neg_euclid
 from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient
 
 from qdrant_helpers import make_collection

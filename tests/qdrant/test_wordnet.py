@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
-from dbnorm_qdrant.methods import Params
+from dbnorm_qdrant.core.methods import Params
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient, RerankedPoint
 
 NQ, NB = 400, 1000  # queries; rows of each bank (local mode costs ~5-20 ms per Qdrant query)

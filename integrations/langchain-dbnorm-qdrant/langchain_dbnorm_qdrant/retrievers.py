@@ -23,8 +23,8 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from qdrant_client import AsyncQdrantClient, QdrantClient
 
 from dbnorm_qdrant import InputError
-from dbnorm_qdrant.methods import Params
-from dbnorm_qdrant.normalizer import BankNormalizer
+from dbnorm_qdrant.core.methods import Params
+from dbnorm_qdrant.core.normalizer import BankNormalizer
 from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient
 
 __all__ = ["DBNormRetriever", "SCORE_KEY", "RAW_SCORE_KEY"]

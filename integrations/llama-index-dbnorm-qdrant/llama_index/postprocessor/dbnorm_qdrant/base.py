@@ -21,8 +21,8 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from qdrant_client import QdrantClient, models
 
 from dbnorm_qdrant import InputError
-from dbnorm_qdrant.methods import Params
-from dbnorm_qdrant.normalizer import BankNormalizer
+from dbnorm_qdrant.core.methods import Params
+from dbnorm_qdrant.core.normalizer import BankNormalizer
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient
 
 __all__ = ["DBNormPostprocessor", "QdrantTarget", "qdrant_target", "build_banks", "SCORE_KEY", "RAW_SCORE_KEY"]

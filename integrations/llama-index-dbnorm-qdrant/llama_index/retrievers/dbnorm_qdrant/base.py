@@ -15,8 +15,8 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
 
 from dbnorm_qdrant import InputError
-from dbnorm_qdrant.methods import Params
-from dbnorm_qdrant.normalizer import BankNormalizer
+from dbnorm_qdrant.core.methods import Params
+from dbnorm_qdrant.core.normalizer import BankNormalizer
 from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient
 from llama_index.postprocessor.dbnorm_qdrant.base import (
     aquery_vector,

@@ -19,8 +19,7 @@ import pytest
 
 from dbnorm_qdrant import BankNormalizer, Params, evaluate
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-WORDNET = SHARED / "data" / "wordnet_gloss"
+from support import PACKAGE_DATA, WORDNET
 N_G, N_B = 300, 500
 CONTRACT = {"R1", "R5", "R10", "MedR", "MeanR", "k_skewness", "params"}
 
@@ -278,7 +277,7 @@ def test_demo_runs_on_the_shipped_sample(tmp_path):
 
 
 def test_shipped_sample_is_small_and_documented():
-    data = Path(__file__).resolve().parents[1] / "dbnorm_qdrant" / "data"
+    data = PACKAGE_DATA
     assert (data / "demo_wordnet.npz").stat().st_size < 8_000_000
     info = json.loads((data / "demo_wordnet.json").read_text())
     assert "WordNet" in info["licence"] and "MiniLM" in info["model"]
@@ -293,7 +292,7 @@ def test_train_adapter_command(files, tmp_path):
     weights = Path(info["weights"])
     assert weights.exists() and weights.stat().st_size > 1000 and Path(info["config"]).exists()
     assert len(info["history"]) == 1 and np.isfinite(info["history"][0])
-    from dbnorm_qdrant.adapter import load_adapter
+    from dbnorm_qdrant.experimental.adapter import load_adapter
 
     ad = load_adapter(weights)
     Q = np.load(files["QB"])

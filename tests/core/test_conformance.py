@@ -1,4 +1,8 @@
-"""Conformance with the official QB-Norm and DBNorm code (../shared/conformance)."""
+"""Conformance with the official QB-Norm and DBNorm code.
+
+The synthetic cases are copied into tests/data/conformance (they run on any clone); the
+real-set top-10 lists and metrics are read from ../shared/conformance (skipped without it).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ import pytest
 
 from dbnorm_qdrant import normalize
 from dbnorm_qdrant.kernels import available_backends
-from dbnorm_qdrant.metrics import hubness_metrics, k_occurrence, retrieval_metrics, topk_indices
+from dbnorm_qdrant.eval.metrics import hubness_metrics, k_occurrence, retrieval_metrics, topk_indices
+from support import CONFORMANCE
 
 # output key -> (method, k, which beta key holds beta_q)
 OUTPUTS = {
@@ -30,9 +35,9 @@ BACKENDS = [b for b in available_backends()]
 
 
 @pytest.fixture(scope="module")
-def cases(shared):
-    meta = {c["file"]: c for c in json.loads((shared / "conformance" / "synthetic_cases.json").read_text())}
-    return {f: (meta[f], dict(np.load(shared / "conformance" / f))) for f in FILES}
+def cases():
+    meta = {c["file"]: c for c in json.loads((CONFORMANCE / "synthetic_cases.json").read_text())}
+    return {f: (meta[f], dict(np.load(CONFORMANCE / f))) for f in FILES}
 
 
 def _call(case, key, backend, faithful):

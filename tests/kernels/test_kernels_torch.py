@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 
 from dbnorm_qdrant.kernels import reference as R  # noqa: E402
 from dbnorm_qdrant.kernels import torch_backend as T  # noqa: E402
-from dbnorm_qdrant.kernels._types import Request  # noqa: E402
+from dbnorm_qdrant.kernels.base import Request  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "wordnet_gloss"
+from support import WORDNET as DATA  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device"))]

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from dbnorm_qdrant import METHODS, InputError, Params, normalize
-from dbnorm_qdrant.methods import score
-from dbnorm_qdrant.stats import GalleryStats
+from dbnorm_qdrant.core.methods import score
+from dbnorm_qdrant.core.stats import GalleryStats
 
 
 def _data(seed=0, nq=20, n=30, m=40, L=25, d=8):
@@ -138,7 +138,7 @@ def test_shifting_a_query_row_shifts_its_scores(seed):
 
 
 def test_hubness_reduced_on_real_data(wordnet):
-    from dbnorm_qdrant.metrics import hubness_metrics, retrieval_metrics
+    from dbnorm_qdrant.eval.metrics import hubness_metrics, retrieval_metrics
 
     Q, G, QB = wordnet["Q_test"][:2000], wordnet["G_test"][:2000], wordnet["Q_bank"]
     S_ = Q @ G.T

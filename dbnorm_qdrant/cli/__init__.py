@@ -44,11 +44,11 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import __version__
-from ._validation import InputError, as_matrix
-from .methods import METHODS, Params
-from .metrics import evaluate as _evaluate
-from .metrics import hubness_metrics, k_occurrence, retrieval_metrics
+from .. import __version__
+from ..core.validation import InputError, as_matrix
+from ..core.methods import METHODS, Params
+from ..eval.metrics import evaluate as _evaluate
+from ..eval.metrics import hubness_metrics, k_occurrence, retrieval_metrics
 
 PROG = "dbnorm-qdrant"
 log = logging.getLogger("dbnorm_qdrant.cli")
@@ -234,7 +234,7 @@ def _load_bank_file(path: str) -> dict[str, Any]:
 
 def _banks(args: argparse.Namespace, dim: int | None = None, *, required: bool = True):
     """(BankSet, stored params or None, paired) from ``--banks`` or ``--query-bank``/``--gallery-bank``."""
-    from .qdrant import BankSet
+    from ..qdrant import BankSet
 
     if getattr(args, "banks", None):
         if getattr(args, "query_bank", None) or getattr(args, "gallery_bank", None):
@@ -274,7 +274,7 @@ def _explicit_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def _params(args: argparse.Namespace, banks: Any, stored: dict | None, paired: bool) -> tuple[Params, Any]:
     """The Params to use and the TuneResult (or None): explicit method, stored params, or tuning."""
-    from .tuning import tune
+    from ..core.tuning import tune
 
     method = getattr(args, "method", None)
     extra = _explicit_params(args)
@@ -393,7 +393,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_collection(args: argparse.Namespace, Q: np.ndarray, banks: Any, params: Params, key: str) -> dict:
-    from .qdrant import DBNormClient
+    from ..qdrant import DBNormClient
 
     client = _open_client(args)
     with contextlib.closing(client):
@@ -427,7 +427,7 @@ def _evaluate_collection(args: argparse.Namespace, Q: np.ndarray, banks: Any, pa
 
 # ============================================================================ bank
 def cmd_bank_build(args: argparse.Namespace) -> int:
-    from .qdrant import DBNormClient
+    from ..qdrant import DBNormClient
 
     meta: dict[str, Any] = {"created_by": f"{PROG} {__version__}"}
     keys = None
@@ -455,7 +455,7 @@ def cmd_bank_build(args: argparse.Namespace) -> int:
     else:
         qb = _matrix(args.query_bank, "--query-bank")
         gb = _matrix(args.gallery_bank, "--gallery-bank", ncols=qb.shape[1], of="--query-bank") if args.gallery_bank else None
-    from .qdrant import BankSet
+    from ..qdrant import BankSet
 
     banks = BankSet.from_arrays(qb, gb, keys)  # validates shapes, dims and values
     paired = gb is not None and keys is None and len(gb) == len(qb) and not args.query_collection
@@ -495,7 +495,7 @@ def cmd_bank_build(args: argparse.Namespace) -> int:
 
 # =========================================================================== stats
 def _db_for(args: argparse.Namespace, client: Any):
-    from .qdrant import DBNormClient
+    from ..qdrant import DBNormClient
 
     _require_collection(client, args.collection)
     dist, size = _distance(client, args.collection, args.using)
@@ -682,7 +682,7 @@ def _rerank_matrix(args: argparse.Namespace, out: Path) -> int:
 
 
 def _rerank_collection(args: argparse.Namespace, out: Path) -> int:
-    from .qdrant import DBNormClient
+    from ..qdrant import DBNormClient
 
     client = _open_client(args)
     with contextlib.closing(client):
@@ -736,7 +736,7 @@ def _labels_file(path: str | None, field: str | None) -> dict[Any, Any] | None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import Retrieval, write_report
+    from ..eval.report import Retrieval, write_report
 
     if args.collection:
         runs, labels, params, notes = _report_collection(args)
@@ -768,8 +768,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _report_collection(args: argparse.Namespace):
-    from .qdrant import DBNormClient
-    from .report import Retrieval
+    from ..qdrant import DBNormClient
+    from ..eval.report import Retrieval
 
     client = _open_client(args)
     with contextlib.closing(client):
@@ -841,9 +841,9 @@ def _demo_sample() -> tuple[dict[str, np.ndarray], list[str], dict[str, Any]]:
 def cmd_demo(args: argparse.Namespace) -> int:
     from qdrant_client import QdrantClient, models
 
-    from .qdrant import BankSet, DBNormClient
-    from .report import Retrieval, write_report
-    from .tuning import tune
+    from ..qdrant import BankSet, DBNormClient
+    from ..eval.report import Retrieval, write_report
+    from ..core.tuning import tune
 
     t_start = time.perf_counter()
     arrays, texts, info = _demo_sample()
@@ -1099,7 +1099,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_report)
 
-    from .adapter import add_cli as _add_adapter_cli
+    from ..experimental.adapter import add_cli as _add_adapter_cli
 
     p = _add_adapter_cli(sub)  # options from AdapterConfig, defined next to the adapter
     _common(p)
@@ -1111,7 +1111,7 @@ def cmd_train_adapter(args: argparse.Namespace) -> int:
     """``train-adapter``: NeighborRetr-style adapter on ``.npy`` pairs (experimental; needs torch)."""
     from dataclasses import fields
 
-    from . import adapter
+    from ..experimental import adapter
 
     if adapter.torch is None:
         raise CliError('train-adapter needs torch; install it with pip install "dbnorm-qdrant[torch]".')

@@ -20,10 +20,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ._validation import InputError, as_matrix
-from .kernels import Request, get_backend
+from .validation import InputError, as_matrix
+from ..kernels import Request, get_backend
 from .methods import METHODS, Params, activation_from_topk, score
-from .metrics import hubness_metrics, ranks
+from ..eval.metrics import hubness_metrics, ranks
 from .normalizer import bank_means, centre
 from .stats import GalleryStats
 

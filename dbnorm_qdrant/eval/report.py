@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ._validation import InputError
+from ..core.validation import InputError
 from .metrics import hubness_metrics
 
 __all__ = ["Retrieval", "write_report"]

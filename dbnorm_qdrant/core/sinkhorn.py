@@ -43,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._validation import InputError
+from .validation import InputError
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_sims", "sinkhorn_vectors", "column_potentials"]
 

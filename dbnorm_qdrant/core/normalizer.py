@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import InputError, as_matrix, check_finite, check_k
-from .kernels import Reduced, Request, get_backend
+from .validation import InputError, as_matrix, check_finite, check_k
+from ..kernels import Reduced, Request, get_backend
 from .methods import Params, activation_from_topk, score
 from .stats import GalleryStats
 

@@ -11,11 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
+
 __all__ = ["InputError", "as_matrix", "check_beta", "check_k", "check_finite"]
-
-
-class InputError(ValueError):
-    """Bad input to a dbnorm_qdrant function (shape, dtype, values or parameters)."""
 
 
 def check_finite(a: np.ndarray, name: str) -> None:

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import InputError, as_matrix, check_beta, check_finite, check_k
-from .kernels import Request, get_backend
-from .kernels._tiles import for_row_chunks
+from .validation import InputError, as_matrix, check_beta, check_finite, check_k
+from ..kernels import Request, get_backend
+from ..kernels._tiles import for_row_chunks
 from .stats import GalleryStats
 
 __all__ = [

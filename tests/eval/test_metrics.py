@@ -1,4 +1,4 @@
-"""Tests for dbnorm_qdrant.metrics: hand-computed cases, official figures on the real sets, errors."""
+"""Tests for dbnorm_qdrant.eval.metrics: hand-computed cases, official figures on the real sets, errors."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbnorm_qdrant import metrics
-from dbnorm_qdrant.metrics import (
+from dbnorm_qdrant.eval import metrics
+from dbnorm_qdrant.eval.metrics import (
     evaluate,
     hubness_metrics,
     k_occurrence,
@@ -212,7 +212,7 @@ def test_evaluate_combines_both():
 # ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    path = Path(__file__).resolve().parents[1].parent / "shared"
+    from support import SHARED as path
     if not (path / "data").is_dir() or not (path / "conformance").is_dir():
         pytest.skip(f"shared data not found at {path} (expected ../shared next to the project root)")
     return path

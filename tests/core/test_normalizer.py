@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dbnorm_qdrant import BankNormalizer, GalleryStats, InputError, normalize
-from dbnorm_qdrant.metrics import retrieval_metrics
+from dbnorm_qdrant.eval.metrics import retrieval_metrics
 
 METHODS = ["none", "is", "dis", "dualis", "dualdis", "csls", "nnn", "centrality"]
 
@@ -86,7 +86,7 @@ def test_search_returns_best_first(small):
 
 def test_centering_rescues_a_narrow_band(wordnet):
     """Cosines squeezed into a narrow band (std < 0.01): IS lowers R@1, centring restores a gain."""
-    from dbnorm_qdrant.normalizer import unit_rows
+    from dbnorm_qdrant.core.normalizer import unit_rows
 
     u = np.random.default_rng(0).standard_normal(384).astype(np.float32)
     u /= np.linalg.norm(u)

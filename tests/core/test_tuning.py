@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from dbnorm_qdrant import BankNormalizer, InputError, tune
-from dbnorm_qdrant.metrics import retrieval_metrics
-from dbnorm_qdrant.normalizer import unit_rows
+from dbnorm_qdrant.eval.metrics import retrieval_metrics
+from dbnorm_qdrant.core.normalizer import unit_rows
 
 
 def test_supervised_tuning_improves_test_recall(wordnet):

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and hubness metrics, and the hubness report."""

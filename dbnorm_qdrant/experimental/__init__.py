@@ -1,0 +1,1 @@
+"""Experimental parts: the NeighborRetr-style residual adapter (needs the ``torch`` extra)."""
