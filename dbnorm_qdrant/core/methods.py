@@ -30,6 +30,7 @@ import numpy as np
 from .validation import InputError, as_matrix, check_beta, check_finite, check_k
 from ..kernels import Request, get_backend
 from ..kernels._tiles import for_row_chunks
+from .spec import ADDITIVE, DUAL, GATED, METHODS, SPECS
 from .stats import GalleryStats
 
 __all__ = [
@@ -42,16 +43,8 @@ __all__ = [
     "activation_from_topk",
 ]
 
-#: every method name accepted by :func:`normalize`
-METHODS: tuple[str, ...] = ("none", "is", "dis", "dualis", "dualdis", "csls", "nnn", "centrality", "uniform")
-GATED = frozenset({"dis", "dualdis"})
-DUAL = frozenset({"dualis", "dualdis"})
-ADDITIVE = frozenset({"none", "is", "dualis", "csls", "nnn", "centrality", "uniform"})
-
 DEFAULT_BETA_Q = 20.0
 DEFAULT_BETA_G = 3.0
-_DEFAULT_K = {"dis": 1, "dualdis": 1, "csls": 10, "nnn": 128, "uniform": 50}
-_DEFAULT_ALPHA = {"nnn": 0.75, "centrality": 0.5, "uniform": 0.5}
 
 
 def _check_method(method: Any) -> str:
@@ -101,13 +94,13 @@ class Params:
         object.__setattr__(self, "beta_q", check_beta(self.beta_q, "beta_q"))
         object.__setattr__(self, "beta_g", check_beta(self.beta_g, "beta_g"))
         if self.k is None:
-            object.__setattr__(self, "k", _DEFAULT_K.get(m, 1))
+            object.__setattr__(self, "k", SPECS[m].default_k)
         elif isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
             raise InputError(f"k must be an integer >= 1, got {self.k!r}.")
         else:
             object.__setattr__(self, "k", int(self.k))
         if self.alpha is None:
-            object.__setattr__(self, "alpha", _DEFAULT_ALPHA.get(m, 1.0))
+            object.__setattr__(self, "alpha", SPECS[m].default_alpha)
         else:
             try:
                 a = float(self.alpha)

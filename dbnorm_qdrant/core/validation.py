@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["InputError", "as_matrix", "check_beta", "check_k", "check_finite"]
+__all__ = ["InputError", "as_matrix", "check_beta", "check_k", "check_finite", "check_vectors"]
 
 
 def check_finite(a: np.ndarray, name: str) -> None:
@@ -107,3 +107,46 @@ def check_k(k: Any, n: int, name: str = "k", what: str = "the gallery") -> int:
     if k > n:
         raise InputError(f"{name}={k} is larger than {what} ({n} items); choose {name} <= {n}.")
     return k
+
+
+def check_vectors(
+    a: Any,
+    name: str,
+    *,
+    dim: int | None = None,
+    dim_of: str | None = None,
+    nonzero: bool = True,
+) -> np.ndarray:
+    """Return ``a`` as a 2-D float array of embedding rows, or raise naming the first bad row.
+
+    Refuses, with the index of the first offending row and the fix: a row with NaN or
+    infinite values, a zero-norm row (with ``nonzero``; it has no direction, so its cosine
+    with anything is undefined), and a column count other than ``dim``. A single vector
+    (1-D) is taken as one row.
+    """
+    arr = np.asarray(a) if not isinstance(a, np.ndarray) else a
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    arr = as_matrix(arr, name, finite=False)
+    if dim is not None and arr.shape[1] != dim:
+        other = f" ({dim_of})" if dim_of else ""
+        raise InputError(
+            f"{name} has dimension {arr.shape[1]} but {dim} is expected{other}; embed it with the "
+            "same model as the collection and the banks."
+        )
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise InputError(
+            f"{name} row {i} contains NaN or infinite values; re-embed that input or drop it "
+            "(numpy.isfinite(x).all(axis=1) finds such rows)."
+        )
+    if nonzero:
+        zero = ~np.any(arr != 0, axis=1)
+        if zero.any():
+            i = int(np.argmax(zero))
+            raise InputError(
+                f"{name} row {i} is a zero vector (norm 0), which has no direction; re-embed that "
+                "input or drop it (an empty text often embeds to zeros)."
+            )
+    return arr
