@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dbnorm_qdrant import InputError
+
 
 def _unit(X):
     return X / np.linalg.norm(X, axis=1, keepdims=True)
