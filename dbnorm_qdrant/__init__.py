@@ -10,7 +10,7 @@ Vector level::
     from dbnorm_qdrant import BankNormalizer
     norm = BankNormalizer(query_bank, gallery_bank, method="dualis")
     stats = norm.gallery_stats(gallery)          # once, at index time
-    idx, scores = norm.search(queries, gallery, stats, top_k=10)
+    scores, ids = norm.search(queries, gallery, stats, top_k=10)  # like FAISS
 
 The Qdrant reranking layer lives in :mod:`dbnorm_qdrant.qdrant`.
 """

@@ -1,7 +1,7 @@
 """Vector-level API: banks + method -> gallery statistics, reranking, search.
 
 :class:`BankNormalizer` holds the query bank, the gallery bank and a :class:`Params`.
-It computes :class:`~dbnorm_qdrant.stats.GalleryStats` from gallery vectors with the
+It computes :class:`~dbnorm_qdrant.core.stats.GalleryStats` from gallery vectors with the
 kernels, then scores raw candidate lists (``rerank``) or whole galleries (``search``)
 from those statistics alone. The statistics are the only state that passes from
 index time to query time; :attr:`BankNormalizer.fingerprint` names them.
@@ -16,12 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from .validation import InputError, as_matrix, check_finite, check_k
-from ..kernels import Reduced, Request, get_backend
-from .methods import Params, activation_from_topk, score
+from ..kernels import Backend, Reduced, Request, get_backend
+from . import centering
+from .centering import bank_means, neg_euclid
+from .matrix import activation_from_topk
+from .params import Params
+from .scoring import score
+from .spec import SINKHORN
 from .stats import GalleryStats
+from .validation import InputError, as_matrix, check_finite, check_int, check_k, check_vectors
 
-__all__ = ["BankNormalizer", "unit_rows", "neg_euclid", "SIMILARITIES"]
+__all__ = ["BankNormalizer", "SIMILARITIES"]
 
 #: pair similarities a :class:`BankNormalizer` can use (``dot``: cosine for unit rows)
 SIMILARITIES = ("dot", "neg_euclid")
@@ -29,42 +34,6 @@ SIMILARITIES = ("dot", "neg_euclid")
 _BLOCK_ELEMS = 1 << 23
 
 log = logging.getLogger(__name__)
-
-
-def unit_rows(X: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    nrm = np.linalg.norm(X, axis=1, keepdims=True)
-    return X / np.where(nrm == 0, 1, nrm)
-
-
-def neg_euclid(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """The negated Euclidean distance of every row pair, ``-||a - b||`` (float64 ``(len(A), len(B))``).
-
-    Computed as ``-sqrt(max(|a|^2 + |b|^2 - 2 a.b, 0))`` with one GEMM; the clamp
-    absorbs round-off for (near-)identical rows. The one place this maths lives: bank
-    statistics, activation sets and :meth:`BankNormalizer.scores` all use it.
-    """
-    A = np.asarray(A, dtype=np.float64)
-    B = np.asarray(B, dtype=np.float64)
-    sq = A @ B.T
-    sq *= -2.0
-    sq += np.einsum("ij,ij->i", A, A)[:, None]
-    sq += np.einsum("ij,ij->i", B, B)[None, :]
-    np.maximum(sq, 0.0, out=sq)
-    np.sqrt(sq, out=sq)
-    np.negative(sq, out=sq)
-    return sq
-
-
-def bank_means(query_bank: np.ndarray, gallery_bank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Centring means ``(mean(B_Q), mean(B_G))`` (the query bank stands in for a missing gallery bank)."""
-    gb = gallery_bank if gallery_bank is not None else query_bank
-    return query_bank.mean(axis=0, dtype=np.float64), gb.mean(axis=0, dtype=np.float64)
-
-
-def centre(X: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """``X - mu`` re-normalised to unit rows, in ``X``'s dtype (methods.md §3.5, centring)."""
-    return unit_rows(X - mu).astype(X.dtype, copy=False)
 
 
 def _hash_array(h: "hashlib._Hash", a: np.ndarray | None) -> None:
@@ -86,11 +55,14 @@ class BankNormalizer:
     gallery_bank:
         ``(L, d)`` vectors of the gallery modality, needed by ``dualis``/``dualdis``.
         It may be a sample of the indexed collection itself: pass ``gallery_bank_keys``
-        (and ``keys`` to :meth:`gallery_stats`) so an item never counts itself.
+        (and ``gallery_keys`` to :meth:`gallery_stats`) so an item never counts itself.
     method, beta_q, beta_g, k, alpha, center:
-        See :class:`~dbnorm_qdrant.methods.Params`. ``method="auto"`` tunes them on a
-        validation split carved from the banks (:func:`~dbnorm_qdrant.tuning.tune`);
+        See :class:`~dbnorm_qdrant.core.params.Params`. ``method="auto"`` tunes them on a
+        validation split carved from the banks (:func:`~dbnorm_qdrant.core.tuning.tune`);
         with ``paired=True`` the banks are aligned pairs and tuning is supervised.
+    gallery_bank_keys:
+        Integer keys of the gallery-bank rows (one per row; ``-1``: no key). A gallery item
+        whose key (``gallery_keys``) equals a bank row's key is left out of that row's terms.
     params:
         A ready :class:`Params` (instead of the individual arguments).
     backend:
@@ -99,12 +71,15 @@ class BankNormalizer:
         ``"dot"`` (default; the cosine for unit rows) or ``"neg_euclid"``: every
         bank-gallery similarity is ``-||b - g||`` (:func:`neg_euclid`), matching raw
         scores that are negated Euclidean distances (a Qdrant ``Euclid`` collection).
-        Centring and ``method="auto"`` assume dot similarities and are refused with it.
+        Centering and ``method="auto"`` assume dot similarities and are refused with it.
+        Under ``"dot"`` every query and gallery vector must have a non-zero norm (a zero
+        vector has no direction); under ``"neg_euclid"`` zero vectors are fine. NaN and
+        infinite values are refused either way, naming the first bad row.
 
     Notes
     -----
-    Scores are raw similarities minus a per-item bias (methods.md §3.6). With
-    ``center=True`` the raw score is first turned into the cosine of the centred
+    Scores are raw similarities minus a per-item bias (docs/methods.md §3.6). With
+    ``center=True`` the raw score is first turned into the cosine of the centered
     vectors, ``(s - q.mu_G - mu_Q.g + mu_Q.mu_G) / (|q - mu_Q| |g - mu_G|)``, which
     needs only the query vector and two per-item statistics (so candidates can still
     be reranked without their vectors). Centering assumes dot/cosine similarities.
@@ -141,7 +116,7 @@ class BankNormalizer:
             self.gallery_bank is None or len(self.gallery_bank_keys) != len(self.gallery_bank)
         ):
             raise InputError("gallery_bank_keys must have one key per gallery_bank row.")
-        self.backend = get_backend(backend)
+        self.backend: Backend = get_backend(backend)
         self.tuning = None
         if params is None and method == "auto":
             if similarity != "dot":
@@ -166,36 +141,36 @@ class BankNormalizer:
         self.params = params
         if params.center and similarity != "dot":
             raise InputError(
-                "centring (center=True) is defined for dot/cosine similarities only; it cannot be combined "
+                "centering (center=True) is defined for dot/cosine similarities only; it cannot be combined "
                 f"with similarity={similarity!r} (e.g. a Euclid collection). Use center=False."
             )
         if params.uses_gallery_bank and self.gallery_bank is None:
             raise InputError(
                 f"method {params.method!r} needs a gallery bank; pass gallery_bank= or use method='is'/'dis'."
             )
-        if params.method == "uniform" and self.gallery_bank is None:
+        if params.method in SINKHORN and self.gallery_bank is None:
             raise InputError(
                 "method 'uniform' solves its Sinkhorn on the query bank x a gallery sample: pass gallery_bank= "
                 "(e.g. a sample of the collection, or the gallery itself)."
             )
         self._uniform = None  # SinkhornResult, solved on first use
-        if params.method in ("csls", "nnn"):
+        if params.k_counts_neighbours:
             check_k(params.k, len(self.query_bank), "k", "the query bank")
-        # centring: bank means and the transformed banks
+        # centering: bank means and the transformed banks
         self.mu_q = self.mu_g = None
         self._qb, self._gb = self.query_bank, self.gallery_bank
         if params.center:
             self.mu_q, self.mu_g = bank_means(self.query_bank, self.gallery_bank)
-            self._qb = centre(self.query_bank, self.mu_q)
+            self._qb = centering.center(self.query_bank, self.mu_q)
             if self.gallery_bank is not None:
-                self._gb = centre(self.gallery_bank, self.mu_g)
+                self._gb = centering.center(self.gallery_bank, self.mu_g)
         self.fingerprint = self._fingerprint()
 
     # ------------------------------------------------------------------ identity
     def _fingerprint(self) -> str:
         h = hashlib.sha256()
         _hash_array(h, self.query_bank)
-        uses_gb = self.params.uses_gallery_bank or self.params.center or self.params.method == "uniform"
+        uses_gb = self.params.uses_gallery_bank or self.params.center or self.params.method in SINKHORN
         _hash_array(h, self.gallery_bank if uses_gb else None)
         _hash_array(h, self.gallery_bank_keys)
         h.update(json.dumps(self.params.to_dict(), sort_keys=True).encode())
@@ -215,6 +190,21 @@ class BankNormalizer:
     def dim(self) -> int:
         return self.query_bank.shape[1]
 
+    def _vectors(self, X: Any, name: str) -> np.ndarray:
+        """``X`` as checked embedding rows of the banks' dimension (see the class notes)."""
+        return check_vectors(X, name, dim=self.dim, dim_of="the banks", nonzero=self.similarity == "dot")
+
+    def _gallery_keys(self, gallery_keys: Any, n: int) -> np.ndarray | None:
+        if gallery_keys is None:
+            return None
+        keys = np.asarray(gallery_keys, dtype=np.int64)
+        if keys.shape != (n,):
+            raise InputError(
+                f"gallery_keys must have one entry per gallery row ({n}), got shape {keys.shape}; "
+                "pass the integer key of each gallery item, in gallery order."
+            )
+        return keys
+
     # -------------------------------------------------------------- similarities
     def pair_sims(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
         """The raw similarity of every row pair of ``A`` and ``B`` (``A @ B.T`` or :func:`neg_euclid`)."""
@@ -222,10 +212,17 @@ class BankNormalizer:
             return neg_euclid(A, B)
         return A @ B.T
 
-    def _reduce(self, bank: np.ndarray, G: np.ndarray, req: Request, bank_keys=None, keys=None) -> Reduced:
+    def _reduce(
+        self,
+        bank: np.ndarray,
+        G: np.ndarray,
+        req: Request,
+        bank_keys: np.ndarray | None = None,
+        gallery_keys: np.ndarray | None = None,
+    ) -> Reduced:
         """The kernels' bank-by-gallery reduction under this normalizer's similarity."""
         if self.similarity == "dot":
-            return self.backend.reduce_vectors(bank, G, req, bank_keys, keys)
+            return self.backend.reduce_vectors(bank, G, req, bank_keys, gallery_keys)
         # neg_euclid: column blocks of the similarity matrix, reduced by the backend;
         # row top-k (activation sets) merged across blocks here
         m, n = bank.shape[0], G.shape[0]
@@ -239,7 +236,7 @@ class BankNormalizer:
         for j0 in range(0, n, step):
             j1 = min(j0 + step, n)
             S = neg_euclid(bank, G[j0:j1])
-            gk = None if keys is None else keys[j0:j1]
+            gk = None if gallery_keys is None else gallery_keys[j0:j1]
             if not col_req.is_empty():
                 parts.append(self.backend.reduce_sims(S, col_req, bk, gk))
             if kk and j1 > j0:
@@ -275,7 +272,7 @@ class BankNormalizer:
         self,
         gallery: np.ndarray,
         *,
-        keys: np.ndarray | None = None,
+        gallery_keys: np.ndarray | None = None,
         activation: bool = True,
     ) -> GalleryStats:
         """Compute the statistics of gallery items from their vectors.
@@ -284,21 +281,21 @@ class BankNormalizer:
         ----------
         gallery:
             ``(n, d)`` gallery vectors.
-        keys:
-            Integer keys of the items; an item whose key equals a gallery-bank key is
-            left out of its own gallery-bank statistics.
+        gallery_keys:
+            Integer keys of the gallery items; an item whose key equals a
+            ``gallery_bank_keys`` entry is left out of its own gallery-bank statistics.
         activation:
             Compute the activation flags of ``dis``/``dualdis`` (top-k of each bank item
             over *this* gallery, so ``gallery`` must then be the whole gallery). Pass
             False when computing statistics page by page; fill the flags separately.
         """
+        G = self._vectors(gallery, "gallery")
+        return self._stats(G, self._gallery_keys(gallery_keys, G.shape[0]), activation)
+
+    def _stats(self, G: np.ndarray, keys: np.ndarray | None, activation: bool) -> GalleryStats:
+        """:meth:`gallery_stats` of checked vectors."""
         p = self.params
-        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
         n = G.shape[0]
-        if keys is not None:
-            keys = np.asarray(keys, dtype=np.int64)
-            if keys.shape != (n,):
-                raise InputError(f"keys must have one entry per gallery row ({n}), got shape {keys.shape}.")
         st = GalleryStats(n=n, fingerprint=self.fingerprint)
         if p.center:
             G, st.center_dot, st.center_norm = self._center_gallery(G)
@@ -314,7 +311,7 @@ class BankNormalizer:
             if rq.row_topk:
                 st.act_q = activation_from_topk(r.row_topk, n)
             st.topk_mean_q, st.mean_q = r.topk_mean, r.mean
-        if p.method == "uniform":
+        if p.method in SINKHORN:
             sol = self.uniform_solution()
             st.uniform_v = self._column_potentials(sol, G) / p.beta_q
         rg = p.gallery_bank_request()
@@ -360,23 +357,24 @@ class BankNormalizer:
 
         return column_potentials(sol.u, sol.beta, sol.n_ref, bank=self._qb, gallery=G, sims=self.pair_sims)
 
-    def activation(self, gallery: np.ndarray, *, keys: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def activation(
+        self, gallery: np.ndarray, *, gallery_keys: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Activation flags ``(act_q, act_g)`` of a gated method over the *whole* gallery.
 
         The top-``k`` of each query-bank (and, for ``dualdis``, gallery-bank) item among
         ``gallery`` under this normalizer's similarity; a sampled gallery-bank item skips
-        itself (``keys``). For other methods both arrays are all False.
+        itself (``gallery_keys``). For other methods both arrays are all False.
         """
         p = self.params
-        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
+        G = self._vectors(gallery, "gallery")
         n = G.shape[0]
+        keys = self._gallery_keys(gallery_keys, n)
         act_q = np.zeros(n, dtype=bool)
         act_g = np.zeros(n, dtype=bool)
         if not p.gated or n == 0:
             return act_q, act_g
-        if keys is not None:
-            keys = np.asarray(keys, dtype=np.int64)
-        if p.center:  # the same (centred) similarity as gallery_stats
+        if p.center:  # the same (centered) similarity as gallery_stats
             G = self._center_gallery(G)[0]
         k = min(int(p.k), n)
         act_q = activation_from_topk(self._reduce(self._qb, G, Request(row_topk=k)).row_topk, n)
@@ -387,11 +385,11 @@ class BankNormalizer:
 
     # ------------------------------------------------------------------ scoring
     def _base_scores(self, Q: np.ndarray, raw: np.ndarray, stats: GalleryStats) -> np.ndarray:
-        """Raw scores, or their centred-cosine counterpart when centring is on."""
+        """Raw scores, or their centered-cosine counterpart when centering is on."""
         if not self.params.center:
             return raw
         if stats.center_dot is None or stats.center_norm is None:
-            raise InputError("centring is on but the statistics lack center_dot/center_norm; recompute them.")
+            raise InputError("centering is on but the statistics lack center_dot/center_norm; recompute them with gallery_stats().")
         Q = np.asarray(Q, dtype=np.float64)
         q_dot = Q @ self.mu_g  # (nq,)
         q_norm = np.linalg.norm(Q - self.mu_q, axis=1)
@@ -420,7 +418,8 @@ class BankNormalizer:
 
         ``raw_scores[j]`` is the raw score of the candidate whose statistics are
         ``stats`` row ``j``. For gated methods the gate looks at the raw top-1 item,
-        which is the best raw candidate (``top1`` overrides).
+        which is the best raw candidate (``top1`` overrides). ``query`` (one vector) is
+        needed with centering only; when given it is checked like every input vector.
         """
         self.check_stats(stats)
         raw = np.asarray(raw_scores, dtype=np.float64).reshape(1, -1)
@@ -429,26 +428,36 @@ class BankNormalizer:
         check_finite(raw, "raw_scores")
         if raw.shape[1] == 0:
             return np.empty(0)
-        q = None if query is None else np.asarray(query, dtype=np.float64).reshape(1, -1)
+        q = None if query is None else self._vectors(query, "query").astype(np.float64, copy=False)
+        if q is not None and q.shape[0] != 1:
+            raise InputError(f"rerank scores one query at a time, got {q.shape[0]} query rows; loop over them.")
         if self.params.center and q is None:
-            raise InputError("centring needs the query vector; pass query=.")
+            raise InputError("centering needs the query vector; pass query=.")
         base = self._base_scores(q, raw, stats)
-        # the gate of dis/dualdis looks at the *raw* top-1 item (methods.md §3.2), also with centring
+        # the gate of dis/dualdis looks at the *raw* top-1 item (docs/methods.md §3.2), also with centering
         t1 = np.asarray([int(np.argmax(raw[0])) if top1 is None else top1])
         return score(base, stats, self.params, top1=t1)[0]
 
     def scores(self, queries: np.ndarray, gallery: np.ndarray, stats: GalleryStats | None = None) -> np.ndarray:
         """The full normalised ``(n_queries, n_gallery)`` score matrix."""
-        Q = as_matrix(queries, "queries", ncols=self.dim, ncols_of="the banks")
-        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
-        if stats is None:
-            stats = self.gallery_stats(G)
-        else:
-            self.check_stats(stats)
-            if stats.n != G.shape[0]:
-                raise InputError(f"stats describe {stats.n} items but gallery has {G.shape[0]} rows.")
+        Q = self._vectors(queries, "queries")
+        G = self._vectors(gallery, "gallery")
+        return self._scores(Q, G, self._stats(G, None, True) if stats is None else self._matching(stats, G))
+
+    def _matching(self, stats: GalleryStats, G: np.ndarray) -> GalleryStats:
+        """``stats``, checked against this normalizer and the ``G`` they should describe."""
+        self.check_stats(stats)
+        if stats.n != G.shape[0]:
+            raise InputError(
+                f"stats describe {stats.n} items but gallery has {G.shape[0]} rows; "
+                "pass the statistics gallery_stats() returned for this gallery."
+            )
+        return stats
+
+    def _scores(self, Q: np.ndarray, G: np.ndarray, stats: GalleryStats) -> np.ndarray:
+        """:meth:`scores` of checked inputs."""
         raw = self.pair_sims(Q, G)
-        # the gate of dis/dualdis looks at the *raw* top-1 item (methods.md §3.2), also with centring
+        # the gate of dis/dualdis looks at the *raw* top-1 item (docs/methods.md §3.2), also with centering
         top1 = np.argmax(raw, axis=1) if self.params.gated else None
         return score(self._base_scores(Q, raw, stats), stats, self.params, top1=top1)
 
@@ -461,23 +470,26 @@ class BankNormalizer:
         top_k: int = 10,
         batch_size: int = 1024,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``top_k`` gallery indices and normalised scores for each query, best first.
+        """The ``top_k`` best gallery items of each query: ``(scores, ids)``, best first.
 
-        Queries are processed in batches so memory stays ``batch_size x n_gallery``.
+        Like FAISS's ``index.search`` and scikit-learn's ``kneighbors``: ``scores`` are the
+        normalised scores (float64, ``(n_queries, top_k)``), ``ids`` the gallery row
+        indices (int64, same shape); ties go to the lower index. (Before 0.2 this returned
+        ``(ids, scores)``.) Queries are processed in batches so memory stays
+        ``batch_size x n_gallery``.
         """
-        Q = as_matrix(queries, "queries", ncols=self.dim, ncols_of="the banks")
-        G = as_matrix(gallery, "gallery", ncols=self.dim, ncols_of="the banks")
+        Q = self._vectors(queries, "queries")
+        G = self._vectors(gallery, "gallery")
         top_k = check_k(top_k, G.shape[0], "top_k")
-        batch_size = check_k(batch_size, max(batch_size, 1), "batch_size", "itself")
-        if stats is None:
-            stats = self.gallery_stats(G)
-        idx = np.empty((Q.shape[0], top_k), dtype=np.int64)
+        batch_size = check_int(batch_size, "batch_size", hint="it is the number of queries scored at once.")
+        stats = self._stats(G, None, True) if stats is None else self._matching(stats, G)
+        ids = np.empty((Q.shape[0], top_k), dtype=np.int64)
         val = np.empty((Q.shape[0], top_k))
         for i0 in range(0, Q.shape[0], batch_size):
-            sc = self.scores(Q[i0 : i0 + batch_size], G, stats)
+            sc = self._scores(Q[i0 : i0 + batch_size], G, stats)
             part = np.argpartition(-sc, top_k - 1, axis=1)[:, :top_k]
             pv = np.take_along_axis(sc, part, axis=1)
             order = np.lexsort((part, -pv), axis=1)
-            idx[i0 : i0 + batch_size] = np.take_along_axis(part, order, axis=1)
+            ids[i0 : i0 + batch_size] = np.take_along_axis(part, order, axis=1)
             val[i0 : i0 + batch_size] = np.take_along_axis(pv, order, axis=1)
-        return idx, val
+        return val, ids

@@ -1,4 +1,4 @@
-"""Uniform retrieval: log-domain Sinkhorn over a bank-by-gallery matrix (methods.md §3.5).
+"""Uniform retrieval: log-domain Sinkhorn over a bank-by-gallery matrix (docs/methods.md §3.5).
 
 ``K = beta * S_bank`` (query-bank rows ``b``, gallery columns ``g``). Sinkhorn with uniform
 marginals ``1/m`` (rows) and ``1/n`` (columns) finds potentials ``u(b)``, ``v(g)`` with::
@@ -43,7 +43,7 @@ from typing import Callable
 
 import numpy as np
 
-from .validation import InputError
+from .validation import InputError, check_beta, check_int, check_number
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_sims", "sinkhorn_vectors", "column_potentials"]
 
@@ -113,15 +113,10 @@ class _ColLSE:
 
 
 def _check(beta: float, n_iter: int, tol: float) -> tuple[float, int, float]:
-    b = float(beta)
-    if not math.isfinite(b) or b <= 0:
-        raise InputError(f"beta must be positive and finite, got {beta!r}.")
-    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
-        raise InputError(f"the number of Sinkhorn iterations must be an integer >= 1, got {n_iter!r}.")
-    t = float(tol)
-    if not (t >= 0):
-        raise InputError(f"tol must be >= 0, got {tol!r}.")
-    return b, int(n_iter), t
+    b = check_beta(beta, "beta")
+    n = check_int(n_iter, "n_iter", hint="it is the maximum number of Sinkhorn iterations (Params.k of 'uniform').")
+    t = check_number(tol, "tol", low=0.0, hint="it bounds the relative error of the row marginals (default 1e-4).")
+    return b, n, t
 
 
 def sinkhorn(

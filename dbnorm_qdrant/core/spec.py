@@ -3,7 +3,7 @@
 Every other module asks this table instead of keeping its own copy of "which method needs
 what" (the statistics fields a method reads, whether its bias depends on the gallery item
 alone, which banks it uses, what its ``k`` and ``alpha`` mean). The formulas themselves live
-in :mod:`dbnorm_qdrant.core.methods`; ``docs/methods.md`` explains them.
+in :mod:`dbnorm_qdrant.core.scoring`; ``docs/methods.md`` §3 explains them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping
 
-__all__ = ["MethodSpec", "SPECS", "METHODS", "GATED", "DUAL", "ADDITIVE", "GATE_FIELDS", "CENTER_FIELDS", "stat_fields"]
+__all__ = [
+    "MethodSpec",
+    "SPECS",
+    "METHODS",
+    "GATED",
+    "DUAL",
+    "ADDITIVE",
+    "NEIGHBOUR_K",
+    "SINKHORN",
+    "GATE_FIELDS",
+    "CENTER_FIELDS",
+    "stat_fields",
+]
 
 
 @dataclass(frozen=True)
@@ -32,7 +44,10 @@ class MethodSpec:
         It reads the gallery bank (DualIS, DualDIS); every method but ``none`` reads the
         query bank.
     k_meaning, alpha_meaning:
-        What ``k`` and ``alpha`` mean for this method (``""``: not used).
+        What ``k`` and ``alpha`` mean for this method (``""``: not used). ``k`` is always
+        the method's own neighbourhood size (or, for ``uniform``, its iteration budget),
+        never a result count (that is ``top_k``); ``alpha`` is always the weight of the
+        bias term.
     default_k, default_alpha:
         Their defaults.
     """
@@ -58,6 +73,7 @@ class MethodSpec:
 
 _ACTIVATION = "top-k of each bank item forming the activation set"
 _NEIGHBOURS = "query-bank neighbours averaged per gallery item"
+_WEIGHT = "weight of the bias term"
 
 SPECS: Mapping[str, MethodSpec] = MappingProxyType({
     s.name: s
@@ -69,10 +85,12 @@ SPECS: Mapping[str, MethodSpec] = MappingProxyType({
         MethodSpec("dualdis", ("lse_q", "lse_g"), gated=True, uses_gallery_bank=True, k_meaning=_ACTIVATION),
         MethodSpec("csls", ("topk_mean_q",), k_meaning=_NEIGHBOURS, default_k=10),
         MethodSpec("nnn", ("topk_mean_q",), k_meaning=_NEIGHBOURS, default_k=128,
-                   alpha_meaning="weight of the bias", default_alpha=0.75),
-        MethodSpec("centrality", ("mean_q",), alpha_meaning="weight of the bias", default_alpha=0.5),
-        MethodSpec("uniform", ("uniform_v",), k_meaning="maximum Sinkhorn iterations", default_k=50,
-                   alpha_meaning="damping lambda in [0, 1]", default_alpha=0.5),
+                   alpha_meaning=_WEIGHT, default_alpha=0.75),
+        MethodSpec("centrality", ("mean_q",), alpha_meaning=_WEIGHT, default_alpha=0.5),
+        # ``k`` of uniform stays the Sinkhorn budget rather than a field of its own: Params is
+        # hashed into the statistics' fingerprint, and a new field would change every stored one.
+        MethodSpec("uniform", ("uniform_v",), k_meaning="maximum Sinkhorn iterations (1 = inverted softmax)",
+                   default_k=50, alpha_meaning=_WEIGHT + ": the damping lambda, in [0, 1]", default_alpha=0.5),
     )
 })
 
@@ -81,9 +99,13 @@ METHODS: tuple[str, ...] = tuple(SPECS)
 GATED = frozenset(n for n, s in SPECS.items() if s.gated)
 DUAL = frozenset(n for n, s in SPECS.items() if s.uses_gallery_bank)
 ADDITIVE = frozenset(n for n, s in SPECS.items() if s.per_item_bias)
+#: methods whose ``k`` counts query-bank neighbours (so ``k`` <= the query bank's size)
+NEIGHBOUR_K = frozenset(n for n, s in SPECS.items() if "topk_mean_q" in s.bias_fields)
+#: methods whose statistic comes from a Sinkhorn solve, not from a kernel reduction
+SINKHORN = frozenset(n for n, s in SPECS.items() if "uniform_v" in s.bias_fields)
 #: activation flags of the gated methods (query bank, gallery bank)
 GATE_FIELDS: tuple[str, ...] = ("act_q", "act_g")
-#: the two per-item numbers that turn a raw score into the centred one
+#: the two per-item numbers that turn a raw score into the centered one
 CENTER_FIELDS: tuple[str, ...] = ("center_dot", "center_norm")
 
 

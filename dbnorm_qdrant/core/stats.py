@@ -2,7 +2,7 @@
 
 Every method ranks a query's candidates by ``s(q, g) - bias(g)`` (possibly gated), and
 ``bias(g)`` is a function of a handful of numbers per gallery item computed once from
-the banks (methods.md §2). :class:`GalleryStats` holds them; it is the only state that
+the banks (docs/methods.md §2). :class:`GalleryStats` holds them; it is the only state that
 passes from index time to query time, so it can live in memory, in a file or in a
 Qdrant payload.
 """
@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from ..errors import InputError
 
 __all__ = ["GalleryStats", "STAT_FIELDS"]
 
@@ -49,7 +51,7 @@ class GalleryStats:
         Mean query-bank similarity (centrality).
     center_dot, center_norm:
         With centering: ``g . mean(B_Q)`` and ``||g - mean(B_G)||``; with them a raw
-        score can be turned into the centred cosine without the item's vector.
+        score can be turned into the centered cosine without the item's vector.
     uniform_v:
         ``v(g) / beta``: the gallery potential of the uniform-marginal Sinkhorn on
         ``beta * S_bank`` (uniform retrieval; the bias is ``-lambda * uniform_v``).
@@ -83,17 +85,23 @@ class GalleryStats:
     def concat(cls, parts: Sequence["GalleryStats"]) -> "GalleryStats":
         """Stack statistics of several item groups (same fields, same fingerprint)."""
         if not parts:
-            raise ValueError("concat needs at least one GalleryStats")
+            raise InputError("concat needs at least one GalleryStats; pass a non-empty list of parts.")
         fps = {p.fingerprint for p in parts}
         if len(fps) > 1:
-            raise ValueError(f"cannot concatenate statistics with different fingerprints: {sorted(fps)}")
+            raise InputError(
+                f"cannot concatenate statistics with different fingerprints {sorted(fps)}: they come from other "
+                "banks or parameters; recompute every part with the same BankNormalizer."
+            )
         kw: dict[str, Any] = {}
         for f in STAT_FIELDS:
             vals = [getattr(p, f) for p in parts]
             if all(v is None for v in vals):
                 kw[f] = None
             elif any(v is None for v in vals):
-                raise ValueError(f"statistic {f!r} is missing from some of the parts")
+                raise InputError(
+                    f"statistic {f!r} is missing from some of the parts; recompute every part with the same "
+                    "BankNormalizer (and the same activation= setting)."
+                )
             else:
                 kw[f] = np.concatenate(vals)
         return cls(n=sum(p.n for p in parts), fingerprint=parts[0].fingerprint, **kw)
@@ -112,11 +120,11 @@ class GalleryStats:
 
     @classmethod
     def from_records(cls, recs: Sequence[Mapping[str, Any]], fingerprint: str | None = None) -> "GalleryStats":
-        """Inverse of :meth:`records`. Raises ``ValueError`` on a fingerprint mismatch or a missing field."""
+        """Inverse of :meth:`records`. Raises :class:`InputError` on a fingerprint mismatch or a missing field."""
         if fingerprint is not None:
             for r in recs:
                 if r.get("fp") != fingerprint:
-                    raise ValueError(
+                    raise InputError(
                         f"statistics were computed for fingerprint {r.get('fp')!r}, expected {fingerprint!r}; "
                         "recompute them (the banks or parameters changed)."
                     )
@@ -126,7 +134,10 @@ class GalleryStats:
             try:
                 vals = [r[f] for r in recs]
             except KeyError:
-                raise ValueError(f"statistic {f!r} is missing from some records") from None
+                raise InputError(
+                    f"statistic {f!r} is missing from some records; recompute those items' statistics "
+                    "(every record must hold the same fields)."
+                ) from None
             kw[f] = np.asarray(vals, dtype=bool if f in _BOOL else np.float64)
         fp = fingerprint if fingerprint is not None else (str(recs[0].get("fp", "")) if recs else "")
         return cls(n=len(recs), fingerprint=fp, **kw)

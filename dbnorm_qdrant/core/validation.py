@@ -13,7 +13,16 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["InputError", "as_matrix", "check_beta", "check_k", "check_finite", "check_vectors"]
+__all__ = [
+    "InputError",
+    "as_matrix",
+    "check_number",
+    "check_int",
+    "check_beta",
+    "check_k",
+    "check_finite",
+    "check_vectors",
+]
 
 
 def check_finite(a: np.ndarray, name: str) -> None:
@@ -29,10 +38,12 @@ def check_finite(a: np.ndarray, name: str) -> None:
         sums = np.add.reduce(a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1), axis=0)
         if np.isfinite(sums).all():
             return
-    if not np.isfinite(a).all():
-        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    fin = np.isfinite(a)
+    if not fin.all():
+        bad = int(a.size - np.count_nonzero(fin))
+        row = f" (first in row {int(np.argmin(fin.reshape(fin.shape[0], -1).all(axis=1)))})" if a.ndim > 1 else ""
         raise InputError(
-            f"{name} contains {bad} NaN or infinite value(s); clean or drop those rows "
+            f"{name} contains {bad} NaN or infinite value(s){row}; clean or drop those rows "
             "(e.g. re-embed them or filter with numpy.isfinite) before normalising."
         )
 
@@ -83,18 +94,56 @@ def as_matrix(
     return arr
 
 
+def check_number(
+    x: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    hint: str = "",
+) -> float:
+    """Return ``x`` as a finite float; raise unless ``low <= x <= high`` (``low < x`` with ``low_open``).
+
+    The one check of a float parameter (betas, weights, tolerances, learning rates):
+    ``hint`` is appended to the message and should say what a good value is.
+    """
+    lo = "" if low is None else (f"> {low:g}" if low_open else f">= {low:g}")
+    hi = "" if high is None else f"<= {high:g}"
+    if low == 0 and low_open and high is None:
+        want = "positive and finite"
+    else:
+        want = f"a finite number {' and '.join(w for w in (lo, hi) if w)}".rstrip()
+    tail = f"; {hint}" if hint else "."
+    if isinstance(x, bool):
+        raise InputError(f"{name} must be {want}, got {x!r}{tail}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be {want}, got {x!r}{tail}") from None
+    if (
+        not math.isfinite(v)
+        or (low is not None and (v <= low if low_open else v < low))
+        or (high is not None and v > high)
+    ):
+        raise InputError(f"{name} must be {want}, got {x!r}{tail}")
+    return v
+
+
+def check_int(x: Any, name: str, *, low: int = 1, hint: str = "") -> int:
+    """Return ``x`` as an int; raise unless it is an integer (not a bool) ``>= low``."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < low:
+        tail = f"; {hint}" if hint else "."
+        raise InputError(f"{name} must be an integer >= {low}, got {x!r}{tail}")
+    return int(x)
+
+
 def check_beta(beta: Any, name: str) -> float:
     """Return ``beta`` as a float; raise unless it is positive and finite."""
-    try:
-        b = float(beta)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a positive, finite number, got {beta!r}.") from None
-    if not math.isfinite(b) or b <= 0.0:
-        raise InputError(
-            f"{name} must be positive and finite, got {beta!r}; it is an inverse temperature "
-            "(try 20 for cosine similarities, 0.5 for CLIP-style x100 logits)."
-        )
-    return b
+    return check_number(
+        beta, name, low=0.0, low_open=True,
+        hint="it is an inverse temperature (try 20 for cosine similarities, 0.5 for CLIP-style x100 logits).",
+    )
 
 
 def check_k(k: Any, n: int, name: str = "k", what: str = "the gallery") -> int:
@@ -134,6 +183,11 @@ def check_vectors(
             f"{name} has dimension {arr.shape[1]} but {dim} is expected{other}; embed it with the "
             "same model as the collection and the banks."
         )
+    # fast path: one pass, no (rows x dim) temporary. A row's squared norm is finite and > 0
+    # unless a value is NaN/inf, the row is all zeros, or it over/underflows; then test exactly.
+    sq = np.einsum("ij,ij->i", arr, arr)
+    if np.isfinite(sq).all() and (not nonzero or (sq > 0).all()):
+        return arr
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
         i = int(np.argmin(finite))

@@ -314,32 +314,32 @@ _ranks = ranks  # retrieval_metrics has a parameter called ``ranks``
 # ----------------------------------------------------------------------------------------------------
 # hubness
 # ----------------------------------------------------------------------------------------------------
-def topk_indices(sims: ArrayLike, k: int = 10) -> NDArray[np.int64]:
-    """Indices of each query's ``k`` most similar gallery items, best first.
+def topk_indices(sims: ArrayLike, top_k: int = 10) -> NDArray[np.int64]:
+    """Indices of each query's ``top_k`` most similar gallery items, best first.
 
     Uses ``argpartition`` on row chunks (never a full sort). Ties are broken in favour of the lower
-    gallery index, so the result equals ``np.argsort(-sims, axis=1, kind="stable")[:, :k]``.
+    gallery index, so the result equals ``np.argsort(-sims, axis=1, kind="stable")[:, :top_k]``.
 
     Parameters
     ----------
     sims : array_like, shape (n_queries, n_gallery)
         Finite similarities, higher is better.
-    k : int, default 10
-        Neighbours per query, ``1 <= k <= n_gallery``.
+    top_k : int, default 10
+        Results per query, ``1 <= top_k <= n_gallery``.
 
     Returns
     -------
-    numpy.ndarray of int64, shape (n_queries, k)
+    numpy.ndarray of int64, shape (n_queries, top_k)
         Gallery indices in decreasing order of similarity.
 
     Raises
     ------
     ValueError
-        If ``sims`` is not a finite, non-empty 2-D array or ``k`` is out of range.
+        If ``sims`` is not a finite, non-empty 2-D array or ``top_k`` is out of range.
     """
     S = _as_sims(sims)
     n_q, n_g = S.shape
-    k = check_k(k, n_g)
+    k = check_k(top_k, n_g, "top_k")
     out = np.empty((n_q, k), dtype=np.int64)
     step = _chunk_step(n_g)
     for start in range(0, n_q, step):
@@ -477,7 +477,7 @@ def hubness_metrics(
     -------
     dict
         * ``"k_skewness"``: population skewness (``scipy.stats.skew(bias=True)``) of ``N_k`` over all
-          gallery items, zeros included (methods.md).
+          gallery items, zeros included (docs/methods.md §4).
         * ``"k_skewness_retrieved"``: the same over items with ``N_k > 0`` only, DBNorm's
           ``get_skewness``.
         * ``"robin_hood"``: ``0.5 * sum_g |N_k(g) - mean(N_k)| / sum_g N_k(g)``, in [0, 1).

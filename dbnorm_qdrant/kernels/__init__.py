@@ -1,6 +1,7 @@
 """Kernels: the bank-by-gallery reductions behind every method.
 
-Three interchangeable backends compute the same :class:`Request`:
+Three interchangeable backends implement the :class:`Backend` protocol (the same
+:class:`Request`, the same :class:`Reduced`):
 
 - ``"numpy"`` — dense float64 reference (:mod:`.reference`), for tests and small inputs;
 - ``"numba"`` — streaming, multi-threaded CPU kernels (:mod:`.numba_cpu`);
@@ -16,9 +17,10 @@ import importlib
 import logging
 from types import ModuleType
 
-from .base import Reduced, Request
+from ..errors import InputError
+from .base import Backend, Reduced, Request
 
-__all__ = ["Reduced", "Request", "get_backend", "available_backends", "BACKENDS"]
+__all__ = ["Backend", "Reduced", "Request", "get_backend", "available_backends", "BACKENDS"]
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +48,18 @@ def _cuda_available() -> bool:
     return bool(mod is not None and mod.cuda_available())
 
 
-def get_backend(name: str = "auto") -> ModuleType:
-    """Return the backend module for ``name`` (``auto``, ``numpy``, ``numba`` or ``torch``).
+def get_backend(name: str = "auto") -> Backend:
+    """Return the :class:`Backend` called ``name`` (``auto``, ``numpy``, ``numba`` or ``torch``).
 
-    Each backend module exposes ``name``, ``reduce_sims(S_bank, req, bank_keys,
-    gallery_keys)`` and ``reduce_vectors(bank, gallery, req, bank_keys, gallery_keys)``.
+    ``auto`` is torch when a CUDA device is present, else numba, else the NumPy reference.
     """
-    from ..errors import InputError
-
     if name == "auto":
-        if _cuda_available():
-            return _load("torch")  # type: ignore[return-value]
-        mod = _load("numba")
-        return mod if mod is not None else _load("numpy")  # type: ignore[return-value]
+        mod = _load("torch") if _cuda_available() else (_load("numba") or _load("numpy"))
+        return mod.backend  # type: ignore[union-attr]
     if name not in _MODULES:
         raise InputError(f"unknown backend {name!r}; choose one of 'auto', {', '.join(map(repr, BACKENDS))}.")
     mod = _load(name)
     if mod is None:
         hint = 'pip install "dbnorm-qdrant[torch]"' if name == "torch" else f"pip install {name}"
         raise InputError(f"backend {name!r} is not installed; install it with {hint} or use backend='auto'.")
-    return mod
+    return mod.backend

@@ -10,10 +10,11 @@ matrix is either given (``reduce_sims``) or produced tile by tile from vectors
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Request", "Reduced"]
+__all__ = ["Request", "Reduced", "Backend"]
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,38 @@ class Reduced:
     #: True when the backend saw only finite values while reducing (a free by-product of
     #: its passes), False when it may have seen NaN/inf, None when it did not check.
     finite: bool | None = None
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What every kernel backend implements (``numpy``, ``numba``, ``torch``).
+
+    ``bank_keys`` / ``gallery_keys`` are optional integer keys of the bank rows and the
+    gallery columns: a pair with ``bank_keys[i] == gallery_keys[j] >= 0`` (an item and
+    its own copy in a bank sampled from the gallery) is left out of every statistic.
+    Results are float64 statistics and int64 row top-k indices, as NumPy arrays.
+    """
+
+    #: the name :func:`~dbnorm_qdrant.kernels.get_backend` knows it by
+    name: str
+
+    def reduce_sims(
+        self,
+        S_bank: np.ndarray,
+        req: Request,
+        bank_keys: np.ndarray | None = None,
+        gallery_keys: np.ndarray | None = None,
+    ) -> Reduced:
+        """Reduce a given ``(m, n)`` bank-by-gallery similarity matrix (it is never modified)."""
+        ...
+
+    def reduce_vectors(
+        self,
+        bank: np.ndarray,
+        gallery: np.ndarray,
+        req: Request,
+        bank_keys: np.ndarray | None = None,
+        gallery_keys: np.ndarray | None = None,
+    ) -> Reduced:
+        """Reduce ``bank @ gallery.T`` without holding the whole matrix (the reference excepted)."""
+        ...

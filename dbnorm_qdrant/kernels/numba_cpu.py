@@ -18,7 +18,6 @@ import numpy as np
 from . import _tiles
 from .base import Reduced, Request
 
-name = "numba"
 
 # Fast-math flags that keep inf/nan semantics (excluded pairs are -inf).
 _FM = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -279,3 +278,15 @@ def reduce_vectors(
         return buf
 
     return _tiles.run_tiles(m, n, req, lambda j0, j1: _State(req, m, j1 - j0), fill, bank_keys, gallery_keys)
+
+
+class NumbaBackend:
+    """The streaming multi-threaded CPU backend. Implements :class:`~.base.Backend` with this module's functions."""
+
+    name = "numba"
+    reduce_sims = staticmethod(reduce_sims)
+    reduce_vectors = staticmethod(reduce_vectors)
+
+
+#: the instance :func:`~dbnorm_qdrant.kernels.get_backend` returns
+backend = NumbaBackend()

@@ -11,7 +11,6 @@ from scipy.special import logsumexp
 
 from .base import Reduced, Request
 
-name = "numpy"
 
 
 def _exclusion_mask(bank_keys, gallery_keys, m: int, n: int) -> np.ndarray | None:
@@ -58,3 +57,15 @@ def reduce_vectors(
     """Reduce ``bank @ gallery.T`` (computed densely in float64)."""
     S = np.asarray(bank, dtype=np.float64) @ np.asarray(gallery, dtype=np.float64).T
     return reduce_sims(S, req, bank_keys, gallery_keys)
+
+
+class NumpyBackend:
+    """The dense float64 reference backend. Implements :class:`~.base.Backend` with this module's functions."""
+
+    name = "numpy"
+    reduce_sims = staticmethod(reduce_sims)
+    reduce_vectors = staticmethod(reduce_vectors)
+
+
+#: the instance :func:`~dbnorm_qdrant.kernels.get_backend` returns
+backend = NumpyBackend()

@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InputError
 from .base import Reduced, Request
 
 __all__ = ["name", "cuda_available", "reduce_sims", "reduce_vectors"]
 
-name = "torch"
 
 # Bytes of one similarity block (up to four such scratch buffers exist at a time).
 _BLOCK_BYTES = {"cuda": 128 << 20, "cpu": 4 << 20}
@@ -129,7 +129,10 @@ class _Exclusions:
         bk = np.asarray(bank_keys, dtype=np.int64).reshape(-1)
         gk = np.asarray(gallery_keys, dtype=np.int64).reshape(-1)
         if bk.shape[0] != m or gk.shape[0] != n:
-            raise ValueError(f"bank_keys must have {m} entries and gallery_keys {n}; got {bk.shape[0]} and {gk.shape[0]}")
+            raise InputError(
+                f"bank_keys must have {m} entries and gallery_keys {n}; got {bk.shape[0]} and {gk.shape[0]}: "
+                "pass one key per bank row and one per gallery row."
+            )
         gvalid = np.flatnonzero(gk >= 0)
         if gvalid.size == 0 or not (bk >= 0).any():
             return
@@ -329,9 +332,9 @@ def _empty(req: Request, m: int, n: int) -> Reduced:
 
 def _check_keys(bank_keys, gallery_keys, m: int, n: int) -> None:
     if bank_keys is not None and len(bank_keys) != m:
-        raise ValueError(f"bank_keys has {len(bank_keys)} entries, expected {m}")
+        raise InputError(f"bank_keys has {len(bank_keys)} entries, expected {m}: pass one key per bank row.")
     if gallery_keys is not None and len(gallery_keys) != n:
-        raise ValueError(f"gallery_keys has {len(gallery_keys)} entries, expected {n}")
+        raise InputError(f"gallery_keys has {len(gallery_keys)} entries, expected {n}: pass one key per gallery row.")
 
 
 def _sync(dev: torch.device) -> None:
@@ -376,7 +379,10 @@ def reduce_vectors(
     """
     B, G = _as_tensor(bank), _as_tensor(gallery)
     if B.ndim != 2 or G.ndim != 2 or B.shape[1] != G.shape[1]:
-        raise ValueError(f"bank and gallery must be 2-D with the same width; got {tuple(B.shape)} and {tuple(G.shape)}")
+        raise InputError(
+            f"bank and gallery must be 2-D with the same width; got {tuple(B.shape)} and {tuple(G.shape)}: "
+            "embed both with the same model (reshape a single vector with x[None, :])."
+        )
     m, n = B.shape[0], G.shape[0]
     _check_keys(bank_keys, gallery_keys, m, n)
     if m == 0 or n == 0:
@@ -448,7 +454,7 @@ def reduce_sims(
     """
     S = _as_tensor(S_bank)
     if S.ndim != 2:
-        raise ValueError(f"S_bank must be 2-D; got shape {tuple(S.shape)}")
+        raise InputError(f"S_bank must be 2-D (bank rows x gallery columns); got shape {tuple(S.shape)}.")
     m, n = S.shape
     _check_keys(bank_keys, gallery_keys, m, n)
     if m == 0 or n == 0:
@@ -476,3 +482,15 @@ def reduce_sims(
         res = state.finish()
     _sync(dev)
     return res
+
+
+class TorchBackend:
+    """The torch backend (CUDA when available, else CPU); the device is chosen per call. Implements :class:`~.base.Backend` with this module's functions."""
+
+    name = "torch"
+    reduce_sims = staticmethod(reduce_sims)
+    reduce_vectors = staticmethod(reduce_vectors)
+
+
+#: the instance :func:`~dbnorm_qdrant.kernels.get_backend` returns
+backend = TorchBackend()

@@ -140,7 +140,7 @@ def test_shifting_a_query_row_shifts_its_scores(seed):
 def test_hubness_reduced_on_real_data(wordnet):
     from dbnorm_qdrant.eval.metrics import hubness_metrics, retrieval_metrics
 
-    Q, G, QB = wordnet["Q_test"][:2000], wordnet["G_test"][:2000], wordnet["Q_bank"]
+    Q, G, QB = wordnet["Q"][:2000], wordnet["G"][:2000], wordnet["QB"]
     S_ = Q @ G.T
     out = normalize(S_, "is", query_bank_sims=QB @ G.T)
     assert hubness_metrics(out)["k_skewness"] < 0.5 * hubness_metrics(S_)["k_skewness"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dbnorm_qdrant.kernels import Request, available_backends, get_backend
+from dbnorm_qdrant.errors import InputError
+from dbnorm_qdrant.kernels import Backend, Request, available_backends, get_backend
 from dbnorm_qdrant.kernels import _tiles, numba_cpu, reference
 
 REQ = Request(betas=(20.0, 3.0, 0.5), topk=7, mean=True, row_topk=3)
@@ -40,8 +41,8 @@ def test_numba_vectors_match_reference(dtype, atol, m, n):
         _compare(got, ref, atol)
 
 
-def test_numba_sims_match_reference_on_real_data(wordnet):
-    S = wordnet["Q_bank"][:3000] @ wordnet["G_test"][:2000].T
+def test_numba_sims_match_reference_on_real_data(sample):
+    S = sample["QB"] @ sample["G"].T
     _compare(numba_cpu.reduce_sims(S.astype(np.float64), REQ), reference.reduce_sims(S, REQ), 1e-10)
 
 
@@ -101,5 +102,16 @@ def test_large_betas_do_not_overflow():
 def test_backend_registry():
     assert "numpy" in available_backends() and "numba" in available_backends()
     assert get_backend("auto").name in ("numba", "torch")
-    with pytest.raises(ValueError, match="unknown backend"):
+    with pytest.raises(InputError, match="unknown backend"):
         get_backend("cuda-magic")
+
+
+@pytest.mark.parametrize("name", available_backends())
+def test_every_backend_implements_the_protocol(name):
+    be = get_backend(name)
+    assert isinstance(be, Backend) and be.name == name
+    rng = np.random.default_rng(4)
+    B, G = _unit(rng, 30, 8, np.float64), _unit(rng, 20, 8, np.float64)
+    req = Request(betas=(5.0,), topk=3, mean=True, row_topk=2)
+    _compare(be.reduce_vectors(B, G, req), reference.reduce_vectors(B, G, req), 1e-10)
+    _compare(be.reduce_sims(B @ G.T, req), reference.reduce_sims(B @ G.T, req), 1e-10)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -11,12 +9,12 @@ torch = pytest.importorskip("torch")
 
 from dbnorm_qdrant.kernels import reference as R  # noqa: E402
 from dbnorm_qdrant.kernels import torch_backend as T  # noqa: E402
-from dbnorm_qdrant.kernels.base import Request  # noqa: E402
-
-from support import WORDNET as DATA  # noqa: E402
+from dbnorm_qdrant.errors import InputError  # noqa: E402
+from dbnorm_qdrant.kernels.base import Backend, Request  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device"))]
+NO_CUDA = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, NO_CUDA])]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -181,14 +179,14 @@ def test_request_variants_and_inputs(device):
     _assert_close(got, R.reduce_sims(S, FULL, bk, gk), FULL, 1e-10, _masked(S, bk, gk))
     got = T.reduce_vectors(torch.from_numpy(B), torch.from_numpy(G), FULL, device=device)
     _assert_close(got, R.reduce_vectors(B, G, FULL), FULL, 1e-10, S)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="same width"):
         T.reduce_vectors(B, G[:, :4], FULL, device=device)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="bank_keys"):
         T.reduce_vectors(B, G, FULL, bk[:5], gk, device=device)
 
 
 def test_module_surface(monkeypatch):
-    assert T.name == "torch"
+    assert T.backend.name == "torch" and isinstance(T.backend, Backend)
     assert T.cuda_available() is HAS_CUDA
     monkeypatch.setenv("DBNORM_TORCH_DEVICE", "cpu")
     assert T._resolve_device(None).type == "cpu"
@@ -196,16 +194,13 @@ def test_module_surface(monkeypatch):
     assert T._resolve_device(None).type == ("cuda" if HAS_CUDA else "cpu")
     from dbnorm_qdrant.kernels import get_backend
 
-    assert get_backend("torch") is T
+    assert get_backend("torch") is T.backend
 
 
 @pytest.fixture(scope="module")
-def real():
-    if not DATA.is_dir():
-        pytest.skip(f"real-data folder {DATA} is missing")
-    B = np.load(DATA / "Q_bank.npy", mmap_mode="r")[:1500]
-    G = np.load(DATA / "G_test.npy", mmap_mode="r")[:1200]
-    return np.asarray(B), np.asarray(G)
+def real(sample):
+    """Real embeddings (the shipped sample): a query bank and gallery items."""
+    return sample["QB"][:1500], sample["G"][:1200]
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -230,7 +225,8 @@ def test_real_data(real, device):
         _assert_close(got64, ref, req, 1e-10, Sx)
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@pytest.mark.gpu
+@NO_CUDA
 def test_cuda_matches_cpu(real):
     B, G = real
     req = Request(betas=(20.0,), topk=10, mean=True, row_topk=10)
