@@ -203,7 +203,7 @@ def _bare_rerank(db: DBNormClient, collection: str, n_cand: int):
         pos, scores = db.cache.additive_topk(collection, [p.id for p in pts], [p.score for p in pts], fp, 1.0, 0, limit)
         out = [pts[j] for j in pos]
         for pt, v in zip(out, scores):
-            pt.__dict__["raw_score"], pt.__dict__["score"] = pt.__dict__["score"], v
+            pt.score = v
         return out
 
     return rerank

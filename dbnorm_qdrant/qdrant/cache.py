@@ -21,9 +21,6 @@ anything on a hit: a hit sets the row's reference bit; when the cache is full, a
 sweeps the rows, clearing set bits and evicting the first row whose bit is clear. A new
 row starts with its bit clear (it is a lap away from the hand), so a row used again
 survives rows used once.
-
-:meth:`get_many` / :meth:`put_many` keep the record interface (the flat dicts of
-:meth:`GalleryStats.record`, the payload format) for callers outside the hot path.
 """
 
 from __future__ import annotations
@@ -31,14 +28,14 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..kernels.rerank_topk import additive_topk
 from ..core.stats import STAT_FIELDS
 
-__all__ = ["StatsCache", "FIELDS", "COLUMN", "BIAS", "record_to_row", "row_to_record"]
+__all__ = ["StatsCache", "FIELDS", "COLUMN", "BIAS", "record_to_row"]
 
 Record = Mapping[str, Any]
 
@@ -49,7 +46,6 @@ FIELDS: tuple[str, ...] = STAT_FIELDS + ("bias",)
 #: column name -> column
 COLUMN: dict[str, int] = {f: i for i, f in enumerate(FIELDS)}
 BIAS = COLUMN["bias"]
-_BOOL = frozenset(("act_q", "act_g"))
 _NAN = math.nan
 
 
@@ -57,15 +53,6 @@ def record_to_row(r: Record) -> list[float]:
     """A record's statistics as one row (``NaN`` where absent, and in ``bias``)."""
     g = r.get
     return [_NAN if (v := g(f)) is None else float(v) for f in STAT_FIELDS] + [_NAN]
-
-
-def row_to_record(row: np.ndarray, fingerprint: str) -> dict[str, Any]:
-    """Inverse of :func:`record_to_row` (the bias column is not part of a record)."""
-    out: dict[str, Any] = {"fp": fingerprint}
-    for f, v in zip(STAT_FIELDS, row.tolist()):
-        if v == v:  # not NaN
-            out[f] = bool(v) if f in _BOOL else v
-    return out
 
 
 class _Table:
@@ -319,27 +306,6 @@ class StatsCache:
         return out
 
     # ------------------------------------------------------------ record interface
-    def get_many(self, collection: str, keys: Iterable[int], fingerprint: str) -> list[dict[str, Any] | None]:
-        """The record of each key (``None`` where absent), marking hits as recently used."""
-        keys = list(keys)
-        rows, missing = self.get_rows(collection, keys, fingerprint)
-        if rows is None:
-            return [None] * len(keys)
-        miss = set(missing)
-        return [None if j in miss else row_to_record(rows[j], fingerprint) for j in range(len(keys))]
-
-    def put_many(self, collection: str, items: Iterable[tuple[int, Record]], fingerprint: str) -> None:
-        """Insert or refresh records; evicts (CLOCK, about least recently used) past ``maxsize``."""
-        if self.maxsize == 0:
-            return
-        keys: list[int] = []
-        rows: list[list[float]] = []
-        for k, r in items:
-            keys.append(k)
-            rows.append(record_to_row(r))
-        if keys:
-            self.put_rows(collection, keys, np.asarray(rows, dtype=np.float64).reshape(len(keys), len(FIELDS)), fingerprint)
-
     def clear(self, collection: str | None = None) -> None:
         """Drop everything, or one collection's entries."""
         with self._lock:

@@ -21,11 +21,14 @@ What a reranked query does
 
 Scores and thresholds
 ---------------------
-The returned points are :class:`RerankedPoint` (a ``ScoredPoint`` subclass): ``score``
-is the normalised score (higher is better, also for Euclid), ``raw_score`` is what
-Qdrant returned. ``score_threshold`` applies to the normalised score, after the rerank.
-The payload and vectors come back exactly as ``with_payload`` / ``with_vectors`` asked,
-even though the layer may fetch more.
+The returned points are qdrant-client's own ``ScoredPoint`` in a ``QueryResponse``:
+``score`` is the normalised score (higher is better, also for Euclid). With
+``with_raw_score=True`` the raw score (what Qdrant returned for the plain query) is in
+the returned payload, ``point.payload[payload_key]["raw_score"]``; read it with
+:func:`~dbnorm_qdrant.qdrant.raw_score` (nothing is written to Qdrant).
+``score_threshold`` applies to the normalised score, after the rerank. The payload and
+vectors come back exactly as ``with_payload`` / ``with_vectors`` asked, even though the
+layer may fetch more.
 
 Server-side rescoring
 ---------------------
@@ -37,94 +40,82 @@ query fall back to the client path. Centring always runs on the client.
 
 Per-call options (keyword arguments of ``query_points`` / ``query_batch_points`` /
 ``search``): ``rerank=False``; ``candidates=N``; ``method=``, ``beta_q=``, ``beta_g=``
-or ``params=`` (a Params or dict); ``mode=`` (``auto``/``client``/``server``).
+or ``params=`` (a Params or dict); ``mode=`` (``auto``/``client``/``server``);
+``with_raw_score=True``.
 
 Queries that cannot be reranked raise :class:`~dbnorm_qdrant.InputError` naming the
 form: sparse vectors, multivectors, recommend/discover/context/order-by/fusion/RRF/
 formula/sample/relevance-feedback queries, text/document/image inference, user
-``prefetch`` and ``lookup_from``. Run those with ``rerank=False``.
+``prefetch`` and ``lookup_from``; so do query vectors with NaN, inf, only zeros or the
+wrong dimension. Run the other forms with ``rerank=False``.
+
+Everything else passes through to the wrapped client, typed as its own API for static
+type checkers (``wrapper.client`` is the wrapped client itself). Among those, the
+grouped and matrix queries (``query_points_groups``, ``search_matrix_pairs``,
+``search_matrix_offsets``) are **not** reranked: they return Qdrant's raw results (a
+warning is logged once per wrapper and method).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import logging
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from qdrant_client import models
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.models import QueryResponse
 
-from ..core.methods import Params
-from ..core.normalizer import BankNormalizer
-from ._core import CollectionConfig, Core, Overrides, RerankedPoint, Spec
-from ._io import adrive, drive
 from ..banks import BankSet
-from .sources import query_bank_from_collection, sample_gallery_bank
+from ..core.normalizer import BankNormalizer
+from ..errors import InputError
+from ._io import Logic, adrive, drive
+from .config import CollectionConfig, Settings
+from .core import Core
+from .planning import Overrides, Spec, extra_kwargs, spec_from_kwargs
+from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
 from .store import PrecomputeReport, precompute_logic, refresh_logic
 
-__all__ = ["DBNormClient", "AsyncDBNormClient", "CollectionConfig", "RerankedPoint"]
+__all__ = ["DBNormClient", "AsyncDBNormClient", "CollectionConfig", "Settings"]
 
-_QP_KEYS = ("consistency", "timeout")
+logger = logging.getLogger(__name__)
 
+#: query methods of the wrapped client that pass through without a rerank
+NOT_RERANKED = frozenset(("query_points_groups", "search_matrix_pairs", "search_matrix_offsets"))
 
-def _spec_from_kwargs(query: Any, kw: dict[str, Any]) -> Spec:
-    return Spec(
-        query=query,
-        using=kw.pop("using", None),
-        filter=kw.pop("query_filter", None),
-        params=kw.pop("search_params", None),
-        limit=kw.pop("limit", 10),
-        offset=kw.pop("offset", None),
-        with_payload=kw.pop("with_payload", True),
-        with_vector=kw.pop("with_vectors", False),
-        score_threshold=kw.pop("score_threshold", None),
-        shard_key=kw.pop("shard_key_selector", None),
-        prefetch=kw.pop("prefetch", None),
-        lookup_from=kw.pop("lookup_from", None),
-    )
-
-
-def _extra(kw: dict[str, Any]) -> dict[str, Any]:
-    """The client-level keyword arguments passed through (``consistency``, ``timeout``);
-    anything else left in ``kw`` is an error."""
-    if not kw:
-        return {}
-    extra = {k: kw.pop(k) for k in _QP_KEYS if k in kw and kw[k] is not None}
-    for k in _QP_KEYS:
-        kw.pop(k, None)
-    if kw:
-        from ..core.validation import InputError
-
-        raise InputError(f"unexpected keyword argument(s) {sorted(kw)} for a reranked query.")
-    return extra
+if TYPE_CHECKING:  # static type checkers see the wrapped client's API on the wrappers
+    _SyncAPI = QdrantClient
+    _AsyncAPI = AsyncQdrantClient
+else:  # at run time that API is forwarded by _Base.__getattr__
+    _SyncAPI = _AsyncAPI = object
 
 
 class _Base:
-    """What both wrappers share: the configuration surface and the :class:`Core`."""
+    """What both wrappers share: the configuration surface and the :class:`Core`.
 
-    def __init__(
-        self,
-        client: Any,
-        normalizer: BankNormalizer | None = None,
-        *,
-        banks: BankSet | None = None,
-        params: Params | Mapping[str, Any] | None = None,
-        collections: Mapping[str, CollectionConfig] | None = None,
-        candidates: int | None = None,
-        mode: str = "auto",
-        payload_key: str = "_dbnorm",
-        cache_size: int = 1_000_000,
-        backend: str = "auto",
-        exact_activation_max: int = 50_000,
-    ) -> None:
+    ``options`` are the fields of :class:`~.config.Settings` (``banks``, ``params``,
+    ``collections``, ``candidates``, ``mode``, ``payload_key``, ``cache_size``,
+    ``backend``, ``exact_activation_max``), checked at construction; or pass a ready
+    ``settings=``.
+    """
+
+    client: Any
+
+    def __init__(self, client: Any, normalizer: BankNormalizer | None = None, *, settings: Settings | None = None,
+                 **options: Any) -> None:
+        if settings is not None and (normalizer is not None or options):
+            raise InputError("pass settings= alone, or the options (normalizer=, banks=, params=, ...) without it.")
         self.client = client
-        self.core = Core(
-            normalizer, banks=banks, params=params, collections=collections, candidates=candidates, mode=mode,
-            payload_key=payload_key, cache_size=cache_size, backend=backend,
-            exact_activation_max=exact_activation_max,
-        )
+        self.core = Core(settings if settings is not None else Settings.of(normalizer, **options))
+        self._warned: set[str] = set()
+
+    @property
+    def settings(self) -> Settings:
+        """What this wrapper was built with."""
+        return self.core.settings
 
     @property
     def payload_key(self) -> str:
+        """The reserved payload key (statistics; ``raw_score`` with ``with_raw_score=True``)."""
         return self.core.payload_key
 
     @property
@@ -141,20 +132,27 @@ class _Base:
         self.core.forget(collection)
 
     def __getattr__(self, name: str) -> Any:  # everything else: the wrapped client's
-        return getattr(self.__dict__["client"], name)
+        try:
+            client = self.__dict__["client"]
+        except KeyError:  # not initialised (e.g. while unpickling)
+            raise AttributeError(name) from None
+        if name in NOT_RERANKED and name not in self.__dict__.get("_warned", ()):
+            self.__dict__.setdefault("_warned", set()).add(name)
+            logger.warning("%s passes through to the wrapped client: its results are not reranked.", name)
+        return getattr(client, name)
 
     # plan builders shared by sync and async
-    def _qp(self, collection_name: str, query: Any, kwargs: dict[str, Any]):
+    def _qp(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
-        spec = _spec_from_kwargs(query, kwargs)
-        return self.core.query_logic(collection_name, [spec], ov, _extra(kwargs))
+        spec = spec_from_kwargs(query, kwargs)
+        return self.core.query_logic(collection_name, [spec], ov, extra_kwargs(kwargs))
 
-    def _qbp(self, collection_name: str, requests: Sequence[models.QueryRequest], kwargs: dict[str, Any]):
+    def _qbp(self, collection_name: str, requests: Sequence[models.QueryRequest], kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
         specs = [Spec.from_request(r) for r in requests]
-        return self.core.query_logic(collection_name, specs, ov, _extra(kwargs))
+        return self.core.query_logic(collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
 
-    def _search(self, collection_name: str, query_vector: Any, kwargs: dict[str, Any]):
+    def _search(self, collection_name: str, query_vector: Any, kwargs: dict[str, Any]) -> Logic:
         if isinstance(query_vector, tuple) and len(query_vector) == 2:  # (name, vector)
             kwargs["using"], query_vector = query_vector
         elif hasattr(query_vector, "name") and hasattr(query_vector, "vector"):  # a NamedVector
@@ -165,33 +163,26 @@ class _Base:
         return self._qp(collection_name, np.asarray(query_vector, dtype=np.float32).tolist(), kwargs)
 
 
-class DBNormClient(_Base):
+class DBNormClient(_Base, _SyncAPI):
     """Wraps a :class:`~qdrant_client.QdrantClient`; reranks ``query_points``,
     ``query_batch_points`` and ``search`` with bank normalisation.
 
     Parameters
     ----------
     client:
-        The Qdrant client (local mode or server).
+        The Qdrant client (local mode or server); ``.client`` afterwards.
     normalizer:
         A :class:`BankNormalizer` (banks + method), or give ``banks`` and ``params``.
-        For a Cosine collection the banks are scaled to unit norm (as Qdrant does with
-        stored vectors); the fingerprint is then that of the unit banks.
-    collections:
-        Per-collection :class:`CollectionConfig` (banks, params, N, mode, enabled).
-    candidates:
-        Default N (raw candidates per query); ``None``: ``max(4 * limit, 100)``.
-    mode:
-        ``"auto"``, ``"client"`` or ``"server"`` (see the module docs).
-    payload_key:
-        The reserved payload key for stored statistics (the only key ever written).
-    cache_size:
-        Capacity (points) of the statistics cache (CLOCK eviction, an approximate LRU).
-    exact_activation_max:
-        ``dis``/``dualdis``: a collection of at most this many points has its activation
-        sets computed exactly from its scrolled vectors with the kernels; a larger one
-        with Qdrant (one query per bank vector, limit k). ``0``: always Qdrant.
+    **options:
+        The other fields of :class:`~.config.Settings`: ``banks``, ``params``,
+        ``collections`` (per-collection :class:`CollectionConfig`), ``candidates`` (N),
+        ``mode``, ``payload_key``, ``cache_size``, ``backend``, ``exact_activation_max``.
+        Checked here: an unknown option, method or mode fails at construction.
+    settings:
+        Or a ready :class:`~.config.Settings` (then nothing else).
     """
+
+    client: QdrantClient
 
     def query_points(self, collection_name: str, query: Any = None, **kwargs: Any) -> QueryResponse:
         """``QdrantClient.query_points``, reranked (same arguments, plus the per-call options)."""
@@ -220,6 +211,17 @@ class DBNormClient(_Base):
         """The vectors of a collection of logged queries (all, or a seeded sample of ``n``)."""
         return drive(query_bank_from_collection(collection_name, n, seed=seed, using=using, scroll_filter=scroll_filter), self.client)
 
+    def build_banks(self, collection_name: str, *, banks: BankSet | None = None,
+                    normalizer: BankNormalizer | None = None, query_bank: Any = None,
+                    query_collection: str | None = None, gallery_sample: int | None = None,
+                    using: str | None = None, seed: int = 0) -> BankSet | None:
+        """A bank set with parts from arrays or collections (:func:`~.sources.build_banks`):
+        ``query_bank`` / ``query_collection`` replace the query bank of ``banks`` (or of
+        ``normalizer``), ``gallery_sample=n`` samples the gallery bank from ``collection_name``."""
+        return drive(build_banks(collection_name, banks=banks, normalizer=normalizer, query_bank=query_bank,
+                                 query_collection=query_collection, gallery_sample=gallery_sample, using=using,
+                                 seed=seed), self.client)
+
     def precompute(self, collection_name: str, *, using: str | None = None, params: Any = None,
                    page_size: int = 256, force: bool = False, progress: bool = True) -> PrecomputeReport:
         """Store every point's statistics in its payload under the reserved key (resumable)."""
@@ -231,8 +233,10 @@ class DBNormClient(_Base):
         return drive(refresh_logic(self.core, collection_name, using=using, params=params), self.client)
 
 
-class AsyncDBNormClient(_Base):
+class AsyncDBNormClient(_Base, _AsyncAPI):
     """The :class:`DBNormClient` twin for :class:`~qdrant_client.AsyncQdrantClient` (same logic)."""
+
+    client: AsyncQdrantClient
 
     async def query_points(self, collection_name: str, query: Any = None, **kwargs: Any) -> QueryResponse:
         return (await adrive(self._qp(collection_name, query, kwargs), self.client))[0]
@@ -252,6 +256,14 @@ class AsyncDBNormClient(_Base):
     async def query_bank_from_collection(self, collection_name: str, n: int | None = None, *, seed: int = 0,
                                          using: str | None = None, scroll_filter: Any = None) -> np.ndarray:
         return await adrive(query_bank_from_collection(collection_name, n, seed=seed, using=using, scroll_filter=scroll_filter), self.client)
+
+    async def build_banks(self, collection_name: str, *, banks: BankSet | None = None,
+                          normalizer: BankNormalizer | None = None, query_bank: Any = None,
+                          query_collection: str | None = None, gallery_sample: int | None = None,
+                          using: str | None = None, seed: int = 0) -> BankSet | None:
+        return await adrive(build_banks(collection_name, banks=banks, normalizer=normalizer, query_bank=query_bank,
+                                        query_collection=query_collection, gallery_sample=gallery_sample,
+                                        using=using, seed=seed), self.client)
 
     async def precompute(self, collection_name: str, *, using: str | None = None, params: Any = None,
                          page_size: int = 256, force: bool = False, progress: bool = True) -> PrecomputeReport:

@@ -17,15 +17,19 @@ stale. :func:`refresh_logic` recomputes the sets and rewrites the flags that cha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qdrant_client import models
 
-from ._core import Core, Overrides
+from ..core.normalizer import BankNormalizer
+from ..errors import InputError
 from ._io import Call, Logic
-from ..core.validation import InputError
-from .sources import point_key, record_vector
+from .planning import Overrides
+from .sources import point_key, record_vector, scroll_pages, vector_selector
+
+if TYPE_CHECKING:
+    from .core import Core
 
 __all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic"]
 
@@ -50,6 +54,7 @@ def precompute_logic(
     force: bool = False,
     progress: bool = True,
 ) -> Logic:
+    """Logic: store every point's statistics in its payload (see the module docs); resumable."""
     from tqdm.auto import tqdm
 
     key = core.payload_key
@@ -62,52 +67,52 @@ def precompute_logic(
     total = (yield Call("count", dict(collection_name=collection, exact=True))).count
     rep = PrecomputeReport(fp)
     bar = tqdm(total=total, desc=f"dbnorm stats {collection}", unit="pt", disable=not progress)
-    offset = None
+
+    def page(recs: list[Any]) -> Logic | None:
+        todo = []
+        for r in recs:
+            cur = (r.payload or {}).get(key)
+            if cur is not None and not (isinstance(cur, dict) and "fp" in cur):
+                raise InputError(
+                    f"point {r.id!r} of collection {collection!r} already holds data under the payload key "
+                    f"{key!r} that is not dbnorm statistics; nothing was overwritten. Pick another key with "
+                    "DBNormClient(..., payload_key='...')."
+                )
+            if not force and isinstance(cur, dict) and cur.get("fp") == fp:
+                rep.skipped += 1
+            else:
+                todo.append(r)
+        bar.update(len(recs))
+        return _write_page(core, collection, using, nz, todo, sets, rep) if todo else None
+
     try:
-        while True:
-            recs, offset = yield Call(
-                "scroll",
-                dict(collection_name=collection, limit=page_size, offset=offset, with_payload=[key],
-                     with_vectors=True if using is None else [using]),
-            )
-            todo = []
-            for r in recs:
-                cur = (r.payload or {}).get(key)
-                if cur is not None and not (isinstance(cur, dict) and "fp" in cur):
-                    raise InputError(
-                        f"point {r.id!r} of collection {collection!r} already holds data under the payload key "
-                        f"{key!r} that is not dbnorm statistics; nothing was overwritten. Pick another key with "
-                        "DBNormClient(..., payload_key='...')."
-                    )
-                if not force and isinstance(cur, dict) and cur.get("fp") == fp:
-                    rep.skipped += 1
-                else:
-                    todo.append(r)
-            if todo:
-                keys = np.fromiter((point_key(r.id) for r in todo), dtype=np.int64, count=len(todo))
-                G = np.asarray([record_vector(r, using) for r in todo], dtype=np.float32)
-                st = nz.gallery_stats(G, keys=keys, activation=False)
-                ops = []
-                for i, r in enumerate(todo):
-                    rec = st.record(i)
-                    if sets is not None:
-                        rec["act_q"] = int(keys[i]) in sets[0]
-                        if nz.params.method == "dualdis":
-                            rec["act_g"] = int(keys[i]) in sets[1]
-                    ops.append(
-                        models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[r.id]))
-                    )
-                yield Call("batch_update_points", dict(collection_name=collection, update_operations=ops, wait=True))
-                core.put_stats(collection, nz, keys.tolist(), st)
-                rep.written += len(todo)
-            bar.update(len(recs))
-            if offset is None:
-                break
+        yield from scroll_pages(collection, page, page_size=page_size, with_payload=[key],
+                                with_vectors=vector_selector(using))
     finally:
         bar.close()
-    with core._lock:
-        core._payload_ready.add((collection, using, fp))
+    core.mark_payload_ready((collection, info.using, fp))
     return rep
+
+
+def _write_page(core: Core, collection: str, using: str | None, nz: BankNormalizer, todo: list[Any],
+                sets: tuple[frozenset[int], frozenset[int]] | None, rep: PrecomputeReport) -> Logic:
+    """Logic: compute the statistics of one page's points and write them, under the
+    reserved key only (one ``SetPayload`` per point, one ``batch_update_points``)."""
+    key = core.payload_key
+    keys = np.fromiter((point_key(r.id) for r in todo), dtype=np.int64, count=len(todo))
+    G = np.asarray([record_vector(r, using) for r in todo], dtype=np.float32)
+    st = nz.gallery_stats(G, gallery_keys=keys, activation=False)
+    ops = []
+    for i, r in enumerate(todo):
+        rec = st.record(i)
+        if sets is not None:
+            rec["act_q"] = int(keys[i]) in sets[0]
+            if nz.params.method == "dualdis":
+                rec["act_g"] = int(keys[i]) in sets[1]
+        ops.append(models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[r.id])))
+    yield Call("batch_update_points", dict(collection_name=collection, update_operations=ops, wait=True))
+    core.put_stats(collection, nz, keys.tolist(), st)
+    rep.written += len(todo)
 
 
 def refresh_logic(core: Core, collection: str, *, using: str | None = None, params: Any = None, page_size: int = 1024) -> Logic:
@@ -124,11 +129,8 @@ def refresh_logic(core: Core, collection: str, *, using: str | None = None, para
         return rep
     sets = yield from core.activation_logic(collection, info, nz, refresh=True)
     groups: dict[tuple[bool, bool], list[Any]] = {}
-    offset = None
-    while True:
-        recs, offset = yield Call(
-            "scroll", dict(collection_name=collection, limit=page_size, offset=offset, with_payload=[key], with_vectors=False)
-        )
+
+    def page(recs: list[Any]) -> None:
         for r in recs:
             cur = (r.payload or {}).get(key)
             if not (isinstance(cur, dict) and cur.get("fp") == nz.fingerprint):
@@ -139,8 +141,8 @@ def refresh_logic(core: Core, collection: str, *, using: str | None = None, para
                 new["act_g"] = k in sets[1]
             if any(cur.get(f) != v for f, v in new.items()):
                 groups.setdefault((new["act_q"], new.get("act_g", False)), []).append(r.id)
-        if offset is None:
-            break
+
+    yield from scroll_pages(collection, page, page_size=page_size, with_payload=[key])
     for (aq, ag), ids in groups.items():
         flags = {"act_q": aq, **({"act_g": ag} if nz.params.method == "dualdis" else {})}
         yield Call("set_payload", dict(collection_name=collection, payload=flags, points=ids, key=key, wait=True))

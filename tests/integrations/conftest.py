@@ -1,28 +1,25 @@
-"""Fixtures of the framework-adapter tests (data and helpers: wordnet_data.py)."""
+"""Fixtures of the framework-adapter tests (data and helpers: wordnet_data.py), on the shipped sample."""
 
 from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from wordnet_data import NB, NG, NQ, WORDNET, core_top1, point_uuid
+from wordnet_data import NB, NQ, core_top1, point_uuid
+
+from support import PACKAGE_DATA
 
 
 @pytest.fixture(scope="session")
-def wn():
-    if not WORDNET.exists():
-        pytest.skip(f"shared data missing: {WORDNET}")
-    ld = lambda n: np.load(WORDNET / f"{n}.npy", allow_pickle=False)  # noqa: E731
-    pairs = [json.loads(line) for line in (WORDNET / "pairs_test.jsonl").read_text().splitlines()]
-    G, Q = ld("G_test")[:NG], ld("Q_test")[:NQ]
-    g_text = [p["g"] for p in pairs[:NG]]
-    q_text = [p["q"] for p in pairs[:NQ]]
+def wn(sample):
+    texts = json.loads((PACKAGE_DATA / "demo_wordnet_texts.json").read_text())
+    G, Q = sample["G"], sample["Q"][:NQ]
+    g_text, q_text = texts["gallery_texts"][: len(G)], texts["query_texts"][:NQ]
     vectors = {t: v for t, v in zip(g_text, G)}
     vectors.update({t: v for t, v in zip(q_text, Q)})
     return {
-        "G": G, "Q": Q, "QB": ld("Q_bank")[:NB], "GB": ld("G_bank")[:NB], "g_text": g_text, "q_text": q_text,
-        "vectors": vectors, "ids": [point_uuid(i) for i in range(NG)],
+        "G": G, "Q": Q, "QB": sample["QB"][:NB], "GB": sample["GB"][:NB], "g_text": g_text, "q_text": q_text,
+        "vectors": vectors, "ids": [point_uuid(i) for i in range(len(G))],
     }
 
 

@@ -1,4 +1,4 @@
-"""The LangChain retriever on real langchain-core / langchain-qdrant, local-mode Qdrant, WordNet vectors."""
+"""The LangChain retriever on real langchain-core / langchain-qdrant, local-mode Qdrant, the shipped WordNet sample."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from qdrant_client import QdrantClient, models  # noqa: E402
 from dbnorm_qdrant import InputError  # noqa: E402
 from dbnorm_qdrant.core.methods import Params  # noqa: E402
 
-from wordnet_data import N, NQ, PARAMS, core_top1, r_at_1  # noqa: E402
+from wordnet_data import MIN_GAIN, N, NQ, PARAMS, core_top1, r_at_1  # noqa: E402
 
 
 class StoredEmbeddings(Embeddings):
@@ -70,7 +70,7 @@ def test_r1_beats_plain_and_equals_core(store, retriever, core_ids, banks, wn):
     ids = [d[0].metadata["_id"] for d in docs]
     r_plain, r_adapter, r_core = r_at_1(plain_ids, wn), r_at_1(ids, wn), r_at_1(core_ids, wn)
     print(f"\nLangChain R@1 on {NQ} queries: plain {r_plain:.3f}  adapter {r_adapter:.3f}  core {r_core:.3f}")
-    assert r_adapter > r_plain
+    assert r_adapter - r_plain >= MIN_GAIN
     assert ids == core_ids
     assert core_top1(store.client, "lc", wn["Q"], banks, n=50) == core_ids[:50]  # the core on this store
     d = docs[0][0]

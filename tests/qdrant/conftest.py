@@ -1,18 +1,21 @@
-"""Fixtures of the Qdrant-layer tests: clients (local mode always, a server when reachable) and data."""
+"""Fixtures of the Qdrant-layer tests: clients (local mode always, a server when reachable) and data.
+
+Tests that take ``qclient`` run twice: on local-mode Qdrant, and (marked ``server``) on a
+real Qdrant server when one is reachable (``QDRANT_URL``, or Docker for testcontainers);
+without one the server half skips with the reason. ``-m "not server"`` leaves it out.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient, models
 
-from dbnorm_qdrant.core.normalizer import unit_rows
+from dbnorm_qdrant.core.centering import unit_rows
 
-from support import WORDNET
 NO_SERVER = "no Qdrant server: set QDRANT_URL or run Docker for testcontainers"
 
 
@@ -56,7 +59,7 @@ def server_client():
     yield client
 
 
-@pytest.fixture(scope="session", params=["local", "server"])
+@pytest.fixture(scope="session", params=["local", pytest.param("server", marks=pytest.mark.server)])
 def qclient(request):
     """A QdrantClient: local mode, or a real server (skipped with a reason when none)."""
     if request.param == "local":
@@ -78,20 +81,14 @@ def small():
     return {"G": f(400), "Q": f(30), "QB": f(200), "GB": f(150)}
 
 
-@pytest.fixture(scope="session")
-def wordnet():
-    if not WORDNET.exists():
-        pytest.skip(f"shared data missing: {WORDNET}")
-    ld = lambda n: np.load(WORDNET / f"{n}.npy", allow_pickle=False)  # noqa: E731
-    return {"Q": ld("Q_test"), "G": ld("G_test"), "QB": ld("Q_bank"), "GB": ld("G_bank")}
-
-
 @pytest.fixture(scope="module")
-def wordnet_collection(wordnet, qclient):
-    """G_test (5000 x 384, Cosine) in a collection of ``qclient`` (local mode, or a server)."""
+def sample_collection(sample, qclient):
+    """The shipped sample's test gallery (1,500 x 384, Cosine) in a collection of ``qclient``
+    (local mode, or a server); payload ``{"i": i}``, point id ``i``."""
     name = f"wn_{uuid.uuid4().hex[:8]}"
-    qclient.create_collection(name, vectors_config=models.VectorParams(size=384, distance=models.Distance.COSINE))
-    qclient.upload_collection(name, vectors=wordnet["G"], ids=list(range(len(wordnet["G"]))),
-                              payload=[{"i": i} for i in range(len(wordnet["G"]))], wait=True)
+    G = sample["G"]
+    qclient.create_collection(name, vectors_config=models.VectorParams(size=G.shape[1], distance=models.Distance.COSINE))
+    qclient.upload_collection(name, vectors=G, ids=list(range(len(G))), payload=[{"i": i} for i in range(len(G))],
+                              wait=True)
     yield qclient, name
     qclient.delete_collection(name)

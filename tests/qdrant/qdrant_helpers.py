@@ -3,6 +3,7 @@ importable by name when several test folders have one)."""
 
 from __future__ import annotations
 
+import numpy as np
 from qdrant_client import models
 
 
@@ -14,3 +15,8 @@ def make_collection(client, name, G, *, distance=models.Distance.COSINE, named=F
     vecs = [{"text": g.tolist(), "other": (-g).tolist()} if named else g.tolist() for g in G]
     client.upsert(name, [models.PointStruct(id=i, vector=v, payload=p) for i, v, p in zip(ids, vecs, payload)], wait=True)
     return name
+
+
+def top_order(S_row, k=5):
+    """The first ``k`` item indices of a score row, best first, ties in index order."""
+    return [int(i) for i in np.argsort(-S_row, kind="stable")[:k]]

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 
 import numpy as np
 import pytest
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import models
 
 from dbnorm_qdrant.errors import InputError as _IE
 from dbnorm_qdrant.core.methods import Params
-from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, point_key
+from dbnorm_qdrant.qdrant import BankSet, DBNormClient, point_key, raw_score
 
 from qdrant_helpers import make_collection
 
@@ -51,11 +50,12 @@ def test_cached_queries_take_the_compiled_path(db, small, monkeypatch):
     q = small["Q"][3]
     d.query_points(name, query=q, limit=5, candidates=400)  # fills the cache
     monkeypatch.setattr(d.cache, "get_rows", lambda *a, **k: pytest.fail("the general path was taken"))
-    res = d.query_points(name, query=q, limit=5, candidates=400)
+    res = d.query_points(name, query=q, limit=5, candidates=400, with_raw_score=True)
     assert [p.id for p in res.points] == _expected(small, "dualis", q=3)
     raw = {p.id: p.score for p in d.client.query_points(name, query=q, limit=400).points}
-    assert all(p.raw_score == raw[p.id] and p.score < p.raw_score for p in res.points)
+    assert all(raw_score(p) == raw[p.id] and p.score < raw_score(p) for p in res.points)
     assert all(p.payload["i"] == p.id and p.vector is None for p in res.points)
+    assert all(p.payload["_dbnorm"] == {"raw_score": raw[p.id]} for p in res.points)
 
 
 def test_filter_selectors_offset_threshold(db, small):
@@ -75,7 +75,7 @@ def test_filter_selectors_offset_threshold(db, small):
     thr = full.points[2].score
     cut = d.query_points(name, query=small["Q"][0], limit=6, candidates=400, score_threshold=thr)
     assert [p.id for p in cut.points] == [p.id for p in full.points][:3]
-    assert all(p.raw_score >= -1 and p.score != p.raw_score for p in full.points)
+    assert all(raw_score(p) is None for p in full.points)  # not asked for
 
 
 def test_named_vectors(qclient, small, cname):
@@ -185,7 +185,8 @@ def test_errors(qclient, small, cname):
     ]:
         with pytest.raises(_IE, match=what):
             d.query_points(cname, query=q)
-    for kw, what in [({"limit": -1}, "limit must be a non-negative integer"),
+    for kw, what in [({"limit": -1}, "limit must be a positive integer"),
+                     ({"limit": 0}, "limit must be a positive integer"),
                      ({"offset": -2}, "offset must be a non-negative integer"),
                      ({"limit": 2.5}, "limit must be")]:
         with pytest.raises(_IE, match=what):
@@ -194,25 +195,3 @@ def test_errors(qclient, small, cname):
     with pytest.raises(_IE, match="dimension 8"):
         d8.query_points(cname, query=small["Q"][0])
     qclient.delete_collection(cname)
-
-
-def test_async_matches_sync(small, tmp_path):
-    path = str(tmp_path / "q")
-    from qdrant_client import QdrantClient
-
-    sync = QdrantClient(path=path)
-    make_collection(sync, "c", small["G"])
-    banks = BankSet(small["QB"], small["GB"])
-    want = DBNormClient(sync, banks=banks, params={"method": "dualdis"}).query_points("c", query=small["Q"][3], limit=5)
-    sync.close()
-
-    async def run():
-        ac = AsyncQdrantClient(path=path)
-        ad = AsyncDBNormClient(ac, banks=banks, params={"method": "dualdis"})
-        r = await ad.query_points("c", query=small["Q"][3], limit=5)
-        await ac.close()
-        return r
-
-    got = asyncio.run(run())
-    assert [p.id for p in got.points] == [p.id for p in want.points]
-    np.testing.assert_allclose([p.score for p in got.points], [p.score for p in want.points])

@@ -1,5 +1,5 @@
 """LangChain integration of dbnorm-qdrant: a retriever that reranks Qdrant results with bank normalisation."""
 
-from .retrievers import RAW_SCORE_KEY, SCORE_KEY, DBNormRetriever, build_banks
+from .retrievers import RAW_SCORE_KEY, SCORE_KEY, DBNormRetriever
 
-__all__ = ["DBNormRetriever", "build_banks", "SCORE_KEY", "RAW_SCORE_KEY"]
+__all__ = ["DBNormRetriever", "SCORE_KEY", "RAW_SCORE_KEY"]

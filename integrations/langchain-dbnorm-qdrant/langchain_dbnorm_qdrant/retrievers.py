@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
@@ -25,7 +24,7 @@ from qdrant_client import AsyncQdrantClient, QdrantClient
 from dbnorm_qdrant import InputError
 from dbnorm_qdrant.core.methods import Params
 from dbnorm_qdrant.core.normalizer import BankNormalizer
-from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient
+from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, raw_score
 
 __all__ = ["DBNormRetriever", "SCORE_KEY", "RAW_SCORE_KEY"]
 
@@ -37,35 +36,6 @@ RAW_SCORE_KEY = "raw_score"
 # search_kwargs that map onto query_points arguments (the names langchain_qdrant uses)
 _SEARCH_KWARGS = {"filter": "query_filter", "search_params": "search_params", "score_threshold": "score_threshold",
                   "consistency": "consistency", "offset": "offset"}
-
-
-def build_banks(
-    db: DBNormClient,
-    collection_name: str,
-    *,
-    banks: BankSet | None = None,
-    query_bank: Any = None,
-    query_collection: str | None = None,
-    gallery_sample: int | None = None,
-    using: str | None = None,
-    seed: int = 0,
-) -> BankSet | None:
-    """The bank set the retriever uses, with parts taken from the collections when asked.
-
-    ``query_bank`` (an array) or ``query_collection`` (a collection of logged query vectors,
-    on the same client) replace the query bank of ``banks``; ``gallery_sample=n`` draws a
-    seeded sample of ``n`` points of ``collection_name`` itself as the gallery bank.
-    """
-    if query_collection is not None:
-        query_bank = db.query_bank_from_collection(query_collection, seed=seed)
-    if query_bank is not None:
-        banks = BankSet.from_arrays(query_bank) if banks is None else BankSet(np.asarray(query_bank), banks.gallery_bank,
-                                                                            banks.gallery_keys)
-    if gallery_sample is not None:
-        if banks is None:
-            raise InputError("gallery_sample needs a query bank: pass banks=, query_bank= or query_collection=.")
-        banks = banks.with_gallery(*db.sample_gallery_bank(collection_name, gallery_sample, seed=seed, using=using))
-    return banks
 
 
 class DBNormRetriever(BaseRetriever):
@@ -164,7 +134,7 @@ class DBNormRetriever(BaseRetriever):
         """A retriever over a ``langchain_qdrant.QdrantVectorStore`` (dense retrieval mode).
 
         ``query_bank=``, ``query_collection=`` and ``gallery_sample=`` build the banks from
-        arrays and from the store's own collection (see :func:`build_banks`).
+        arrays and from the store's own collection (see :meth:`DBNormClient.build_banks`).
         """
         try:
             from langchain_qdrant import QdrantVectorStore, RetrievalMode
@@ -215,12 +185,13 @@ class DBNormRetriever(BaseRetriever):
             raise InputError("an Embeddings is required to embed the queries; pass embeddings=.")
         if query_bank is not None or query_collection is not None or gallery_sample is not None:
             if normalizer is not None:
-                banks = BankSet(normalizer.query_bank, normalizer.gallery_bank, normalizer.gallery_bank_keys)
                 params = normalizer.params if params is None else params
-                normalizer = None
-            banks = build_banks(DBNormClient(client), collection_name, banks=banks, query_bank=query_bank,
-                                query_collection=query_collection, gallery_sample=gallery_sample,
-                                using=kwargs.get("vector_name") or None, seed=seed)
+            banks = DBNormClient(client).build_banks(
+                collection_name, banks=banks, normalizer=normalizer, query_bank=query_bank,
+                query_collection=query_collection, gallery_sample=gallery_sample,
+                using=kwargs.get("vector_name") or None, seed=seed,
+            )
+            normalizer = None
         return cls(client=client, collection_name=collection_name, embeddings=embeddings, normalizer=normalizer,
                    banks=banks, params=params, candidates=candidates, **kwargs)
 
@@ -233,7 +204,7 @@ class DBNormRetriever(BaseRetriever):
     def _query_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         opts = {**self.search_kwargs, **kwargs}
         k = opts.pop("k", self.k)
-        out: dict[str, Any] = {"limit": k, "using": self.vector_name, "with_payload": True}
+        out: dict[str, Any] = {"limit": k, "using": self.vector_name, "with_payload": True, "with_raw_score": True}
         for key, value in opts.items():
             if key not in _SEARCH_KWARGS:
                 raise InputError(f"unknown search option {key!r}; use k, {', '.join(_SEARCH_KWARGS)}.")
@@ -243,13 +214,13 @@ class DBNormRetriever(BaseRetriever):
             out["candidates"] = self.candidates
         return out
 
-    def _documents(self, points: list[Any]) -> list[Document]:
+    def _documents(self, points: list[Any], payload_key: str) -> list[Document]:
         docs = []
         for p in points:
             payload = p.payload or {}
             metadata = dict(payload.get(self.metadata_payload_key) or {})
             metadata.update({"_id": p.id, "_collection_name": self.collection_name,
-                             SCORE_KEY: float(p.score), RAW_SCORE_KEY: float(p.raw_score)})
+                             SCORE_KEY: float(p.score), RAW_SCORE_KEY: raw_score(p, payload_key)})
             docs.append(Document(page_content=payload.get(self.content_payload_key, ""), metadata=metadata))
         return docs
 
@@ -258,7 +229,7 @@ class DBNormRetriever(BaseRetriever):
     ) -> list[Document]:
         vector = self.embeddings.embed_query(query)
         res = self._db.query_points(self.collection_name, query=vector, **self._query_kwargs(kwargs))
-        return self._documents(res.points)
+        return self._documents(res.points, self._db.payload_key)
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, **kwargs: Any
@@ -268,4 +239,4 @@ class DBNormRetriever(BaseRetriever):
                                          run_manager=run_manager.get_sync(), **kwargs)
         vector = await self.embeddings.aembed_query(query)
         res = await self._adb.query_points(self.collection_name, query=vector, **self._query_kwargs(kwargs))
-        return self._documents(res.points)
+        return self._documents(res.points, self._adb.payload_key)

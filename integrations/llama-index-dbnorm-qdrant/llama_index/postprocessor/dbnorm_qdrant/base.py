@@ -13,7 +13,6 @@ import asyncio
 import uuid
 from typing import Any, List, Mapping, Optional
 
-import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -23,9 +22,9 @@ from qdrant_client import QdrantClient, models
 from dbnorm_qdrant import InputError
 from dbnorm_qdrant.core.methods import Params
 from dbnorm_qdrant.core.normalizer import BankNormalizer
-from dbnorm_qdrant.qdrant import BankSet, DBNormClient
+from dbnorm_qdrant.qdrant import BankSet, DBNormClient, raw_score, vector_info
 
-__all__ = ["DBNormPostprocessor", "QdrantTarget", "qdrant_target", "build_banks", "SCORE_KEY", "RAW_SCORE_KEY"]
+__all__ = ["DBNormPostprocessor", "QdrantTarget", "qdrant_target", "SCORE_KEY", "RAW_SCORE_KEY"]
 
 SCORE_KEY = "dbnorm_score"
 """Node metadata key of the normalised score (hidden from the LLM and the embedder)."""
@@ -45,17 +44,13 @@ class QdrantTarget:
 def _dense_vector(client: QdrantClient, store: Any) -> str | None:
     """The collection's dense vector the store writes: ``None`` for the unnamed one (what the
     store creates without hybrid search, whatever its ``dense_vector_name`` says)."""
-    vectors = client.get_collection(store.collection_name).config.params.vectors
-    if not isinstance(vectors, dict):
-        return None
-    if store.dense_vector_name in vectors:
-        return store.dense_vector_name or None
-    if "" in vectors:
-        return None
-    raise InputError(
-        f"collection {store.collection_name!r} has no dense vector {store.dense_vector_name!r} (it has "
-        f"{sorted(vectors)}); create the store with dense_vector_name= one of them."
-    )
+    desc = client.get_collection(store.collection_name)
+    vectors = desc.config.params.vectors
+    name = store.dense_vector_name if isinstance(vectors, dict) and store.dense_vector_name in vectors else None
+    try:
+        return vector_info(desc, store.collection_name, name).using
+    except InputError as exc:
+        raise InputError(f"{exc} (LlamaIndex: create the store with dense_vector_name= one of them)") from None
 
 
 def qdrant_target(obj: Any, *, embed_model: Any = None) -> QdrantTarget:
@@ -83,38 +78,6 @@ def qdrant_target(obj: Any, *, embed_model: Any = None) -> QdrantTarget:
                         aclient=getattr(store, "_aclient", None), embed_model=embed_model or index_embed)
 
 
-def build_banks(
-    db: DBNormClient,
-    collection_name: str,
-    *,
-    banks: BankSet | None = None,
-    normalizer: BankNormalizer | None = None,
-    query_bank: Any = None,
-    query_collection: str | None = None,
-    gallery_sample: int | None = None,
-    using: str | None = None,
-    seed: int = 0,
-) -> BankSet | None:
-    """The bank set, with parts taken from arrays or the collections when asked.
-
-    ``query_bank`` (an array) or ``query_collection`` (a collection of logged query vectors,
-    on the same client) replace the query bank; ``gallery_sample=n`` draws a seeded sample
-    of ``n`` points of ``collection_name`` itself as the gallery bank.
-    """
-    if normalizer is not None:
-        banks = BankSet(normalizer.query_bank, normalizer.gallery_bank, normalizer.gallery_bank_keys)
-    if query_collection is not None:
-        query_bank = db.query_bank_from_collection(query_collection, seed=seed)
-    if query_bank is not None:
-        banks = (BankSet.from_arrays(query_bank) if banks is None
-                 else BankSet(np.asarray(query_bank), banks.gallery_bank, banks.gallery_keys))
-    if gallery_sample is not None:
-        if banks is None:
-            raise InputError("gallery_sample needs a query bank: pass banks=, query_bank= or query_collection=.")
-        banks = banks.with_gallery(*db.sample_gallery_bank(collection_name, gallery_sample, seed=seed, using=using))
-    return banks
-
-
 def resolve_config(
     target: QdrantTarget,
     *,
@@ -137,9 +100,10 @@ def resolve_config(
     if query_bank is not None or query_collection is not None or gallery_sample is not None:
         if normalizer is not None:
             params = normalizer.params if params is None else params
-        banks = build_banks(DBNormClient(target.client), target.collection_name, banks=banks, normalizer=normalizer,
-                            query_bank=query_bank, query_collection=query_collection, gallery_sample=gallery_sample,
-                            using=target.using, seed=seed)
+        banks = DBNormClient(target.client).build_banks(
+            target.collection_name, banks=banks, normalizer=normalizer, query_bank=query_bank,
+            query_collection=query_collection, gallery_sample=gallery_sample, using=target.using, seed=seed,
+        )
         normalizer = None
     if normalizer is None and banks is None:
         raise InputError("no banks configured: pass normalizer=, banks= (with params=), query_bank= or db=.")
@@ -186,13 +150,18 @@ async def aquery_vector(query_bundle: Optional[QueryBundle], embed_model: Any) -
     return query_vector(query_bundle, embed_model)
 
 
-def with_scores(node: Any, point: Any) -> NodeWithScore:
-    """``node`` scored with the point's normalised score; both scores also in its (hidden) metadata."""
-    node.metadata[SCORE_KEY] = float(point.score)
-    node.metadata[RAW_SCORE_KEY] = float(point.raw_score)
-    for keys in (node.excluded_llm_metadata_keys, node.excluded_embed_metadata_keys):
-        keys.extend(k for k in (SCORE_KEY, RAW_SCORE_KEY) if k not in keys)
-    return NodeWithScore(node=node, score=float(point.score))
+def with_scores(node: Any, score: float, raw: float | None) -> NodeWithScore:
+    """A copy of ``node`` scored with the normalised ``score``; both scores also in its
+    (hidden) metadata. The node given is left as it was (it may be the caller's)."""
+    hide = (SCORE_KEY, RAW_SCORE_KEY)
+    node = node.model_copy(update={
+        "metadata": {**node.metadata, SCORE_KEY: float(score), RAW_SCORE_KEY: raw},
+        "excluded_llm_metadata_keys": node.excluded_llm_metadata_keys
+        + [k for k in hide if k not in node.excluded_llm_metadata_keys],
+        "excluded_embed_metadata_keys": node.excluded_embed_metadata_keys
+        + [k for k in hide if k not in node.excluded_embed_metadata_keys],
+    })
+    return NodeWithScore(node=node, score=float(score))
 
 
 class DBNormPostprocessor(BaseNodePostprocessor):
@@ -258,7 +227,7 @@ class DBNormPostprocessor(BaseNodePostprocessor):
         res = self._db.query_points(
             self._target.collection_name, query=vector, using=self._target.using, limit=len(ids),
             candidates=len(ids), query_filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
-            with_payload=False,
+            with_payload=False, with_raw_score=True,
         )
         found = {p.id: p for p in res.points}
         missing = [i for i in ids if i not in found]
@@ -267,7 +236,8 @@ class DBNormPostprocessor(BaseNodePostprocessor):
                 f"{len(missing)} node(s) are not points of collection {self._target.collection_name!r} "
                 f"(e.g. {missing[:3]}); rerank only nodes retrieved from this collection."
             )
-        out = [with_scores(by_id[p.id].node, p) for p in res.points]
+        key = self._db.payload_key
+        out = [with_scores(by_id[p.id].node, p.score, raw_score(p, key)) for p in res.points]
         return out if self.top_n is None else out[: self.top_n]
 
     def _postprocess_nodes(

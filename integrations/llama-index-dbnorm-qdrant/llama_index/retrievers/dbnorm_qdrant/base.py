@@ -17,7 +17,7 @@ from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQue
 from dbnorm_qdrant import InputError
 from dbnorm_qdrant.core.methods import Params
 from dbnorm_qdrant.core.normalizer import BankNormalizer
-from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient
+from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, raw_score
 from llama_index.postprocessor.dbnorm_qdrant.base import (
     aquery_vector,
     check_db,
@@ -106,14 +106,19 @@ class DBNormRetriever(BaseRetriever):
 
     def _kwargs(self, vector: list[float]) -> dict[str, Any]:
         kw: dict[str, Any] = dict(query=vector, using=self._target.using, limit=self._similarity_top_k,
-                                  query_filter=self._filter, with_payload=True)
+                                  query_filter=self._filter, with_payload=True, with_raw_score=True)
         if self._candidates is not None:
             kw["candidates"] = self._candidates
         return kw
 
     def _nodes(self, points: list[Any]) -> List[NodeWithScore]:
+        key = self._db.payload_key
+        raws = [raw_score(p, key) for p in points]
+        for p in points:  # the layer's key out of the payload before the store parses it (our own objects)
+            if p.payload and key in p.payload:
+                p.payload = {k: v for k, v in p.payload.items() if k != key}
         parsed = self._target.store.parse_to_query_result(points)
-        return [with_scores(node, p) for node, p in zip(parsed.nodes, points)]
+        return [with_scores(node, p.score, r) for node, p, r in zip(parsed.nodes, points, raws)]
 
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         vector = query_vector(query_bundle, self._target.embed_model)

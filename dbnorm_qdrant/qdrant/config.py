@@ -1,0 +1,230 @@
+"""Settings of the wrappers, per-collection configuration, and a collection's vector.
+
+:class:`Settings` is the one definition of what a :class:`~.client.DBNormClient` is
+built with; :class:`CollectionConfig` overrides part of it for one collection;
+:func:`vector_info` reads which dense vector a query targets (its distance and size)
+from Qdrant's collection description, with the errors a user can hit there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from ..core.methods import Params
+from ..core.normalizer import BankNormalizer
+from ..banks import BankSet
+from ..errors import InputError
+
+__all__ = ["Settings", "CollectionConfig", "VectorInfo", "vector_info", "as_params", "MODES", "DISTANCES"]
+
+MODES = ("auto", "client", "server")
+#: the Qdrant distances bank normalisation supports (Manhattan has no dot/softmax form)
+DISTANCES = ("Cosine", "Dot", "Euclid")
+
+
+def as_params(params: Any) -> Params:
+    """``params`` (a :class:`Params`, a dict of its fields, or ``None``: the defaults) as a
+    :class:`Params`; an unknown method or field is refused here."""
+    if params is None:
+        return Params()
+    if isinstance(params, Params):
+        return params
+    if isinstance(params, Mapping):
+        try:
+            return Params(**params)
+        except TypeError as exc:  # an unknown field name
+            names = ", ".join(f.name for f in fields(Params))
+            raise InputError(f"params: {exc}; the fields are {names}.") from None
+    raise InputError(f"params must be a Params or a dict of its fields, got {type(params).__name__}.")
+
+
+def _check_mode(mode: Any) -> None:
+    if mode is not None and mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
+
+
+def _check_candidates(n: Any) -> None:
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise InputError(f"candidates (N) must be a positive integer or None, got {n!r}.")
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """Per-collection settings of :class:`~.client.DBNormClient` (``None``: the client's default).
+
+    Attributes
+    ----------
+    normalizer:
+        A :class:`BankNormalizer` (its banks and parameters), or
+    banks, params:
+        a :class:`BankSet` and :class:`Params` (or a dict of Params fields, checked here:
+        an unknown method fails at construction, not at the first query).
+    candidates:
+        N, the raw candidates reranked per query (default ``max(4 * limit, 100)``).
+    mode:
+        ``"auto"`` (server-side rescoring once the payload holds current statistics,
+        else client-side), ``"client"`` or ``"server"`` (server-side whenever possible).
+    enabled:
+        False: queries on this collection pass straight through.
+    """
+
+    normalizer: BankNormalizer | None = None
+    banks: BankSet | None = None
+    params: Params | Mapping[str, Any] | None = None
+    candidates: int | None = None
+    mode: str | None = None
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.params is not None:
+            object.__setattr__(self, "params", as_params(self.params))
+        if self.normalizer is not None and not isinstance(self.normalizer, BankNormalizer):
+            raise InputError(f"normalizer must be a BankNormalizer, got {type(self.normalizer).__name__}.")
+        if self.banks is not None and not isinstance(self.banks, BankSet):
+            raise InputError(f"banks must be a dbnorm_qdrant.BankSet, got {type(self.banks).__name__}.")
+        _check_mode(self.mode)
+        _check_candidates(self.candidates)
+
+
+@dataclass(frozen=True, eq=False)
+class Settings:
+    """Everything a :class:`~.client.DBNormClient` / :class:`~.client.AsyncDBNormClient`
+    is built with (their keyword arguments; checked here, at construction).
+
+    Attributes
+    ----------
+    normalizer:
+        A :class:`BankNormalizer` (banks + method), or give ``banks`` and ``params``.
+        For a Cosine collection the banks are scaled to unit norm (as Qdrant does with
+        stored vectors); the fingerprint is then that of the unit banks.
+    banks, params:
+        A :class:`BankSet` and :class:`Params` (or a dict of its fields).
+    collections:
+        Per-collection :class:`CollectionConfig` (banks, params, N, mode, enabled).
+    candidates:
+        Default N (raw candidates per query); ``None``: ``max(4 * (limit + offset), 100)``.
+    mode:
+        ``"auto"``, ``"client"`` or ``"server"`` (see :mod:`~.client`).
+    payload_key:
+        The reserved payload key for stored statistics (the only key ever written).
+    cache_size:
+        Capacity (points) of the statistics cache (CLOCK eviction, an approximate LRU).
+    backend:
+        The kernel backend for statistics computed on the fly (``"auto"``, ``"numba"``, ...).
+    exact_activation_max:
+        ``dis``/``dualdis``: a collection of at most this many points has its activation
+        sets computed exactly from its scrolled vectors with the kernels; a larger one
+        with Qdrant (one query per bank vector, limit k). ``0``: always Qdrant.
+    """
+
+    normalizer: BankNormalizer | None = None
+    banks: BankSet | None = None
+    params: Params | Mapping[str, Any] | None = None
+    collections: Mapping[str, CollectionConfig] | None = None
+    candidates: int | None = None
+    mode: str = "auto"
+    payload_key: str = "_dbnorm"
+    cache_size: int = 1_000_000
+    backend: str = "auto"
+    exact_activation_max: int = 50_000
+
+    def __post_init__(self) -> None:
+        if self.mode is None:
+            raise InputError(f"mode must be one of {MODES}, got None.")
+        key = self.payload_key
+        if not isinstance(key, str) or not key or "." in key:
+            raise InputError(f"payload_key must be a non-empty string without dots, got {key!r}.")
+        for name in ("cache_size", "exact_activation_max"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "cache_size" else 0):
+                raise InputError(f"{name} must be a {'positive' if name == 'cache_size' else 'non-negative'} "
+                                 f"integer, got {v!r}.")
+        for name, c in (self.collections or {}).items():
+            if not isinstance(c, CollectionConfig):
+                raise InputError(f"collections[{name!r}] must be a CollectionConfig, got {type(c).__name__}.")
+        CollectionConfig(self.normalizer, self.banks, self.params, self.candidates, self.mode)  # the same checks
+
+    @classmethod
+    def of(cls, normalizer: BankNormalizer | None = None, **options: Any) -> "Settings":
+        """``Settings(normalizer, **options)``, an unknown option refused with the valid names."""
+        unknown = sorted(set(options) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InputError(f"unknown option(s) {unknown}; the options are "
+                             f"{', '.join(f.name for f in fields(cls))}.")
+        return cls(normalizer=normalizer, **options)
+
+    def default(self) -> CollectionConfig:
+        """The configuration of a collection that has none of its own."""
+        return CollectionConfig(self.normalizer, self.banks, self.params, self.candidates, self.mode)
+
+
+@dataclass(frozen=True)
+class VectorInfo:
+    """The dense vector a query targets: collection, name (``None``: the unnamed one), distance, size."""
+
+    collection: str
+    using: str | None
+    distance: str
+    size: int
+
+    @property
+    def sign(self) -> float:
+        """Raw score -> similarity: Euclid scores are distances (smaller is better)."""
+        return -1.0 if self.distance == "Euclid" else 1.0
+
+
+def vector_info(info: Any, collection: str, using: str | None = None, *, supported: bool = True) -> VectorInfo:
+    """The dense vector ``using`` of a collection, from its Qdrant description.
+
+    ``info`` is what ``client.get_collection(collection)`` returns (a
+    ``models.CollectionInfo``). ``using=None`` (or ``""``) is the unnamed vector. Refused
+    with an :class:`InputError`: a name the collection does not have (naming it, listing
+    the dense names, and saying when the collection also has sparse vectors, which cannot
+    be reranked), ``None`` on a collection with only named vectors, a multivector, and
+    (with ``supported``) a distance bank normalisation cannot use (not Cosine, Dot, Euclid).
+    """
+    params = info.config.params
+    vectors = params.vectors
+    sparse = sorted(params.sparse_vectors or {})
+    name = using or None
+    if isinstance(vectors, dict):
+        dense = sorted(vectors)
+        shown = ", ".join(repr(v) for v in dense) or "(none)"
+        note = f" (its sparse vectors {sparse} cannot be reranked)" if sparse else ""
+        if name is None and "" in vectors:
+            vp = vectors[""]
+        elif name is None:
+            raise InputError(
+                f"collection {collection!r} has named vectors {shown}{note}; pass using= one of them."
+            )
+        elif name not in vectors:
+            what = "a sparse vector, which cannot be reranked" if name in sparse else "not one of its vectors"
+            raise InputError(
+                f"collection {collection!r} has no dense vector {name!r} ({what}); choose using= one of "
+                f"{shown}{note if name not in sparse else ''}."
+            )
+        else:
+            vp = vectors[name]
+    elif vectors is None:
+        raise InputError(f"collection {collection!r} has no dense vector (sparse only: {sparse}); nothing to rerank.")
+    else:
+        if name is not None:
+            note = f"; its sparse vectors {sparse} cannot be reranked" if sparse else ""
+            raise InputError(
+                f"collection {collection!r} has a single unnamed dense vector, not {name!r}; drop using= (or "
+                f"pass using=None){note}."
+            )
+        vp = vectors
+    if vp.multivector_config is not None:
+        raise InputError(
+            f"vector {name or '(unnamed)'} of {collection!r} is a multivector; bank normalisation needs one vector "
+            "per point."
+        )
+    dist = vp.distance.value if hasattr(vp.distance, "value") else str(vp.distance)
+    if supported and dist not in DISTANCES:
+        raise InputError(
+            f"collection {collection!r} uses the {dist} distance, which bank normalisation does not support; "
+            "use Cosine, Dot or Euclid."
+        )
+    return VectorInfo(collection, name, dist, int(vp.size))
