@@ -4,13 +4,18 @@
 retrieval (raw and normalised), their metrics, and labels for the hubs (e.g. a payload
 field) -- and writes ``hubness.png`` plus ``report.md`` (or ``report.html``) into a
 folder. It draws with matplotlib's Agg backend (no display needed); matplotlib is the
-``plots`` extra. It computes nothing but the hub lists (via :func:`hubness_metrics`).
+``plots`` extra: without it the page and ``metrics.json`` are written without the plot,
+and the page says how to get it (``pip install "dbnorm-qdrant[plots]"``). It computes
+nothing but the hub lists (via :func:`hubness_metrics`). The files appear all together or
+not at all (see :func:`dbnorm_qdrant._io_utils.write_files`).
 """
 
 from __future__ import annotations
 
 import html
+import io
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from os import PathLike
@@ -19,10 +24,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.validation import InputError
+from .._io_utils import check_writable, jsonable, short, write_files
+from ..errors import InputError
 from .metrics import hubness_metrics
 
-__all__ = ["Retrieval", "write_report"]
+log = logging.getLogger(__name__)
+
+__all__ = ["Retrieval", "write_report", "PLOTS_HINT"]
+
+#: what the page says when matplotlib is missing
+PLOTS_HINT = 'plots need matplotlib: pip install "dbnorm-qdrant[plots]"'
 
 #: metric columns of the report table: key, header, format
 _COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -65,11 +76,6 @@ def _fmt(value: Any, spec: str) -> str:
         return str(value)
 
 
-def _short(text: Any, n: int = 48) -> str:
-    s = " ".join(str(text).split())
-    return s if len(s) <= n else s[: n - 1] + "\u2026"
-
-
 def _hubs(r: Retrieval, k: int, n_top: int, labels: Mapping[Any, Any] | None) -> list[dict[str, Any]]:
     top = hubness_metrics(occurrence=r.occurrence, k=k, n_top=n_top)["top_hubs"]
     out = []
@@ -80,9 +86,13 @@ def _hubs(r: Retrieval, k: int, n_top: int, labels: Mapping[Any, Any] | None) ->
     return out
 
 
-def _plot(path: Path, runs: Sequence[Retrieval], hubs: list[list[dict[str, Any]]], k: int, title: str) -> None:
-    import matplotlib
-
+def _plot(runs: Sequence[Retrieval], hubs: list[list[dict[str, Any]]], k: int, title: str) -> bytes | None:
+    """The PNG of the k-occurrence histograms and the top hubs; ``None`` without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning("no plot in the report: %s", PLOTS_HINT)
+        return None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
@@ -108,7 +118,7 @@ def _plot(path: Path, runs: Sequence[Retrieval], hubs: list[list[dict[str, Any]]
     # the hubs of the first retrieval, and how often each is retrieved by the others
     ax = axes[1]
     first = hubs[0][:10]
-    names = [f"{_short(h['label'] or h['id'], 34)}" for h in first][::-1]
+    names = [f"{short(h['label'] or h['id'], 34)}" for h in first][::-1]
     ypos = np.arange(len(first))
     bar_h = 0.8 / len(runs)
     for i, r in enumerate(runs):
@@ -126,8 +136,10 @@ def _plot(path: Path, runs: Sequence[Retrieval], hubs: list[list[dict[str, Any]]
     ax.legend(fontsize=8, loc="lower right")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    fig.savefig(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    return buf.getvalue()
 
 
 def _table_rows(runs: Sequence[Retrieval]) -> tuple[list[str], list[list[str]]]:
@@ -141,10 +153,10 @@ def _table_rows(runs: Sequence[Retrieval]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _markdown(title: str, png: str, runs, hubs, k: int, notes: Sequence[str], params: Mapping[str, Any] | None) -> str:
+def _markdown(title: str, png: str | None, runs, hubs, k: int, notes: Sequence[str], params: Mapping[str, Any] | None) -> str:
     header, rows = _table_rows(runs)
     out = [f"# {title}", ""]
-    out += [f"![k-occurrence before and after]({png})", ""]
+    out += [f"![k-occurrence before and after]({png})" if png else f"(No plot: {PLOTS_HINT}.)", ""]
     out += ["## Metrics", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     out.append("")
@@ -162,14 +174,15 @@ def _markdown(title: str, png: str, runs, hubs, k: int, notes: Sequence[str], pa
     return "\n".join(out)
 
 
-def _html(title: str, png: str, runs, hubs, k: int, notes: Sequence[str], params: Mapping[str, Any] | None) -> str:
+def _html(title: str, png: str | None, runs, hubs, k: int, notes: Sequence[str], params: Mapping[str, Any] | None) -> str:
     e = html.escape
     header, rows = _table_rows(runs)
     parts = [
         "<!doctype html>", "<html><head><meta charset='utf-8'>", f"<title>{e(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td.l{text-align:left}</style>",
-        "</head><body>", f"<h1>{e(title)}</h1>", f"<img src='{e(png)}' alt='k-occurrence before and after' width='100%'>",
+        "</head><body>", f"<h1>{e(title)}</h1>",
+        f"<img src='{e(png)}' alt='k-occurrence before and after' width='100%'>" if png else f"<p>(No plot: {e(PLOTS_HINT)}.)</p>",
         "<h2>Metrics</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>",
     ]
     for r in rows:
@@ -201,7 +214,7 @@ def write_report(
     n_top: int = 10,
     notes: Sequence[str] = (),
     params: Mapping[str, Any] | None = None,
-) -> dict[str, Path]:
+) -> dict[str, Path | None]:
     """Write ``hubness.png``, ``report.md`` or ``report.html``, and ``metrics.json`` into ``out_dir``.
 
     Parameters
@@ -218,25 +231,19 @@ def write_report(
     Returns
     -------
     dict
-        Paths of the files written: ``png``, ``page``, ``json``.
+        Paths of the files written: ``png`` (``None`` without matplotlib, the ``plots``
+        extra), ``page``, ``json``. ``out_dir`` is created only when all files are ready.
     """
     if fmt not in ("md", "html"):
         raise InputError(f"report format must be 'md' or 'html', got {fmt!r}.")
     if not runs:
         raise InputError("a report needs at least one retrieval.")
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the report folder {out}: {exc.strerror}; choose another --out.") from None
+    out = check_writable(out_dir, "report folder", folder=True)
     runs = [Retrieval(r.name, np.asarray(r.occurrence, dtype=np.int64), dict(r.metrics), r.ids) for r in runs]
     hubs = [_hubs(r, k, n_top, labels) for r in runs]
-    png = out / "hubness.png"
-    _plot(png, runs, hubs, k, title)
-    page = out / f"report.{fmt}"
+    png = _plot(runs, hubs, k, title)
     render = _markdown if fmt == "md" else _html
-    page.write_text(render(title, png.name, runs, hubs, k, notes, params), encoding="utf-8")
-    js = out / "metrics.json"
+    page = render(title, "hubness.png" if png is not None else None, runs, hubs, k, notes, params)
     doc = {
         "title": title,
         "k": k,
@@ -244,20 +251,8 @@ def write_report(
                        for r, h in zip(runs, hubs)},
         "params": params,
     }
-    js.write_text(json.dumps(_jsonable(doc), indent=2) + "\n", encoding="utf-8")
-    return {"png": png, "page": page, "json": js}
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        f = float(x)
-        return None if math.isnan(f) or math.isinf(f) else f
-    if isinstance(x, (str, int, bool)) or x is None:
-        return x
-    return str(x)
+    files: dict[str, bytes | str] = {} if png is None else {"hubness.png": png}
+    files[f"report.{fmt}"] = page
+    files["metrics.json"] = json.dumps(jsonable(doc), indent=2) + "\n"
+    paths = write_files(out, files, "report folder")
+    return {"png": paths.get("hubness.png"), "page": paths[f"report.{fmt}"], "json": paths["metrics.json"]}

@@ -94,3 +94,27 @@ def test_qdrant_writer_leaves_originals_untouched():
     assert write_adapted_vectors(client, "c", ad, using="orig", target_collection="c2", progress=False) == 0
     with pytest.raises(InputError, match="already exists and is not a previous output"):
         write_adapted_vectors(client, "c", ad, using="orig", target_collection="c", progress=False)
+
+
+def test_qdrant_writer_never_overwrites_an_existing_vector():
+    """Points whose target vector already holds data are skipped: that data is the user's, or a previous run's."""
+    qc = pytest.importorskip("qdrant_client")
+    from qdrant_client import models
+
+    from dbnorm_qdrant.experimental.adapter import write_adapted_vectors
+
+    ad = Adapter(16, AdapterConfig(both_sides=True))
+    client = qc.QdrantClient(":memory:")
+    vp = models.VectorParams(size=16, distance=models.Distance.COSINE)
+    client.create_collection("c", vectors_config={"orig": vp, "adapted": vp})
+    mine = PG[50].tolist()
+    client.upsert("c", points=[models.PointStruct(id=i, vector={"orig": PG[i].tolist(), **({"adapted": mine} if i < 3 else {})})
+                               for i in range(10)])
+    assert write_adapted_vectors(client, "c", ad, using="orig", progress=False) == 7
+    pts = {p.id: p.vector for p in client.scroll("c", limit=100, with_vectors=True)[0]}
+    for i in range(3):
+        np.testing.assert_allclose(pts[i]["adapted"], mine, rtol=1e-6)
+    with pytest.raises(InputError, match="other than the source"):
+        write_adapted_vectors(client, "c", ad, using="orig", target_vector="orig", progress=False)
+    with pytest.raises(InputError, match="'nope'"):
+        write_adapted_vectors(client, "c", ad, using="nope", progress=False)
