@@ -1,48 +1,44 @@
-"""Quickstart: hubness normalisation on real embeddings, matrix and vector level.
+"""Quickstart: hubness normalisation on real embeddings, at the vector level.
 
-Uses the WordNet reverse-dictionary set in ../shared/data (definition -> lemma list,
-all-MiniLM-L6-v2 embeddings). Prints raw vs normalised recall and hubness.
+Runs on the sample shipped with the package (WordNet definitions -> lemma lists,
+all-MiniLM-L6-v2 embeddings; see ``dbnorm_qdrant.datasets``), so it needs nothing but
+``pip install dbnorm-qdrant``. Prints raw vs normalised recall and hubness.
 
-    python examples/quickstart.py [--set wordnet_gloss|bible_kjv_web]
+    python examples/quickstart.py
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-from pathlib import Path
-
-import numpy as np
-
 from dbnorm_qdrant import BankNormalizer, evaluate, tune
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from dbnorm_qdrant.datasets import load_sample
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--set", default="wordnet_gloss", choices=["wordnet_gloss", "bible_kjv_web"])
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    d = DATA / args.set
-    Q, G = np.load(d / "Q_test.npy"), np.load(d / "G_test.npy")  # 5000 test pairs: Q[i] <-> G[i]
-    QB, GB = np.load(d / "Q_bank.npy"), np.load(d / "G_bank.npy")  # 10000 bank pairs (never the test set)
+    s = load_sample()
+    Q, G = s.queries, s.gallery  # 1,500 test pairs: Q[i] <-> G[i]
+    QB, GB = s.query_bank, s.gallery_bank  # 2,500 bank pairs (never the test set)
 
-    # 1. choose method and betas on a validation split of the banks
+    # 1. choose method and betas on a validation split carved from the banks
     res = tune(QB, GB, paired=True)
     print(res.reason)
 
     # 2. gallery statistics once (index time), then score queries (query time)
     norm = BankNormalizer(QB, GB, params=res.params)
     stats = norm.gallery_stats(G)
-    idx, _ = norm.search(Q, G, stats, top_k=10)
+    scores, ids = norm.search(Q, G, stats, top_k=10)  # best first
 
-    raw = evaluate(Q @ G.T)
+    S = Q @ G.T  # raw cosine
+    raw = evaluate(S)
     new = evaluate(norm.scores(Q, G, stats))
     print(f"\n{'':24s}{'R@1':>8s}{'R@5':>8s}{'R@10':>8s}{'k-skew':>8s}")
-    for name, m in (("raw cosine", raw), (f"{res.params.method}{' + centring' if res.params.center else ''}", new)):
+    label = res.params.method + (" + centring" if res.params.center else "")
+    for name, m in (("raw cosine", raw), (label, new)):
         print(f"{name:24s}{m['R1']:8.2f}{m['R5']:8.2f}{m['R10']:8.2f}{m['k_skewness']:8.2f}")
-    print(f"\nquery 0 top-3 after normalisation: {idx[0, :3].tolist()} (correct item: 0)")
+    raw_top1 = S.argmax(axis=1)
+    i = next(i for i in range(len(Q)) if ids[i, 0] == i != raw_top1[i])  # the first query it fixed
+    print(f"\nquery {i}: {s.query_texts[i]!r}")
+    print(f"  raw top-1:        {s.gallery_texts[raw_top1[i]]!r}")
+    print(f"  normalised top-3: {[s.gallery_texts[j] for j in ids[i, :3]]} (score {scores[i, 0]:.3f})")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,10 @@ lemma list, all-MiniLM-L6-v2 embeddings) and writes
 * ``demo_wordnet.npz``: ``Q_test``/``G_test`` (the first ``--n-test`` test pairs: query ``i``
   matches gallery item ``i``) and ``Q_bank``/``G_bank`` (the first ``--n-bank`` bank pairs,
   disjoint from the test pairs), float16, compressed;
-* ``demo_wordnet_texts.json``: the gallery texts of the test pairs (field ``"g"`` of
-  ``pairs_test.jsonl``), used to name the hubs in the report;
+* ``demo_wordnet_texts.json``: the texts of the test pairs, ``gallery_texts`` (field ``"g"``
+  of ``pairs_test.jsonl``: the lemma lists, used to name the hubs in the report) and
+  ``query_texts`` (field ``"q"``: the definitions, embedded by the LangChain / LlamaIndex
+  examples);
 * ``demo_wordnet.json``: provenance, licence and sizes.
 
     python scripts/make_demo_sample.py [--n-test 1500] [--n-bank 2500]
@@ -45,8 +47,9 @@ def main() -> None:
     np.savez_compressed(out / "demo_wordnet.npz", **{k: np.asarray(v, dtype=np.float16) for k, v in arrays.items()})
 
     with open(src / "pairs_test.jsonl", encoding="utf-8") as f:
-        texts = [json.loads(line)["g"] for _, line in zip(range(args.n_test), f)]
-    (out / "demo_wordnet_texts.json").write_text(json.dumps({"gallery_texts": texts}, ensure_ascii=False) + "\n")
+        pairs = [json.loads(line) for _, line in zip(range(args.n_test), f)]
+    texts = {"gallery_texts": [p["g"] for p in pairs], "query_texts": [p["q"] for p in pairs]}
+    (out / "demo_wordnet_texts.json").write_text(json.dumps(texts, ensure_ascii=False) + "\n")
 
     info = json.loads((src / "info.json").read_text())
     prov = {
@@ -67,7 +70,7 @@ def main() -> None:
     }
     (out / "demo_wordnet.json").write_text(json.dumps(prov, indent=2) + "\n")
     for p in sorted(out.glob("demo_wordnet*")):
-        print(f"{p.relative_to(ROOT)}: {p.stat().st_size:,} bytes")
+        print(f"{p}: {p.stat().st_size:,} bytes")
 
 
 if __name__ == "__main__":
