@@ -26,7 +26,8 @@ import numpy as np
 from .core.centering import unit_rows
 from .core.methods import Params
 from .core.normalizer import BankNormalizer
-from .core.validation import InputError, as_matrix
+from .errors import InputError
+from .validation import as_matrix
 from ._io_utils import atomic_path, sniff
 from ._io_utils import load_npy as _load_npy
 

@@ -19,7 +19,7 @@ import numpy as np
 from .._io_utils import jsonable, load_npy
 from ..banks import BankSet, load_banks
 from ..core.methods import Params
-from ..core.validation import as_matrix
+from ..validation import as_matrix
 from ..errors import InputError
 from .options import PROG
 

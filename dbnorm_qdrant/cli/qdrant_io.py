@@ -140,17 +140,11 @@ def _undo(p: Path, new: list[Path], before: set[str]) -> None:
 # -------------------------------------------------------------------- searching
 def collection_batches(client: Any, name: str, using: str | None, batch: int) -> Iterator[tuple[list, np.ndarray]]:
     """(ids, vectors) pages of a collection of queries."""
-    from ..qdrant.sources import record_vector
+    from ..qdrant.sources import iter_pages, record_vector, vector_selector
 
-    offset = None
-    while True:
-        recs, offset = client.scroll(collection_name=name, limit=batch, offset=offset, with_payload=False,
-                                     with_vectors=True if using is None else [using])
-        if recs:
-            vecs = [record_vector(r, using, required=True) for r in recs]
-            yield [r.id for r in recs], np.asarray(vecs, dtype=np.float32)
-        if offset is None:
-            return
+    for recs in iter_pages(client, name, page_size=batch, with_vectors=vector_selector(using)):
+        vecs = [record_vector(r, using, required=True) for r in recs]
+        yield [r.id for r in recs], np.asarray(vecs, dtype=np.float32)
 
 
 def array_batches(Q: np.ndarray, batch: int) -> Iterator[tuple[list, np.ndarray]]:

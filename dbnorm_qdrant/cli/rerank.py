@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .._io_utils import atomic_path, check_writable, jsonable
-from ..core.validation import as_matrix
+from ..validation import as_matrix
 from ..errors import InputError
 from . import common as c
 from . import options as o

@@ -77,18 +77,16 @@ def run_precompute(args: argparse.Namespace) -> int:
 
 def _fingerprints(args: argparse.Namespace, q: Qdrant, total: int) -> Counter:
     """How many points carry each stored fingerprint (``None``: no statistics)."""
+    from ..qdrant.sources import iter_pages
+
     fps: Counter[str | None] = Counter()
-    offset = None
     with c.progress(args, total=total, desc=f"scanning {args.collection}", unit="pt") as bar:
-        while True:
-            recs, offset = q.client.scroll(collection_name=args.collection, limit=1024, offset=offset,
-                                           with_payload=[args.payload_key], with_vectors=False)
+        for recs in iter_pages(q.client, args.collection, with_payload=[args.payload_key]):
             for r in recs:
                 rec = (r.payload or {}).get(args.payload_key)
                 fps[rec.get("fp") if isinstance(rec, dict) else None] += 1
             bar.update(len(recs))
-            if offset is None:
-                return fps
+    return fps
 
 
 def run_status(args: argparse.Namespace) -> int:

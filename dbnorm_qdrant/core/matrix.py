@@ -15,7 +15,8 @@ from .scoring import faithful as _faithful
 from .scoring import score
 from .spec import SPECS
 from .stats import GalleryStats
-from .validation import InputError, as_matrix, check_finite, check_k
+from ..errors import InputError
+from ..validation import as_matrix, check_finite, check_k
 
 __all__ = ["normalize", "stats_from_sims", "uniform_potentials", "activation_from_topk"]
 

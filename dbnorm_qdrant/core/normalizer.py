@@ -24,7 +24,8 @@ from .params import Params
 from .scoring import score
 from .spec import SINKHORN
 from .stats import GalleryStats
-from .validation import InputError, as_matrix, check_finite, check_int, check_k, check_vectors
+from ..errors import InputError
+from ..validation import as_matrix, check_finite, check_int, check_k, check_vectors
 
 __all__ = ["BankNormalizer", "SIMILARITIES"]
 
@@ -378,7 +379,7 @@ class BankNormalizer:
             G = self._center_gallery(G)[0]
         k = min(int(p.k), n)
         act_q = activation_from_topk(self._reduce(self._qb, G, Request(row_topk=k)).row_topk, n)
-        if p.method == "dualdis":
+        if p.gated and p.uses_gallery_bank:
             r = self._reduce(self._gb, G, Request(row_topk=k), self.gallery_bank_keys, keys)
             act_g = activation_from_topk(r.row_topk, n)
         return act_q, act_g

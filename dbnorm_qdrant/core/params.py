@@ -11,7 +11,8 @@ from typing import Any
 
 from ..kernels import Request
 from .spec import ADDITIVE, DUAL, GATED, METHODS, NEIGHBOUR_K, SINKHORN, SPECS
-from .validation import InputError, check_beta, check_int, check_number
+from ..errors import InputError
+from ..validation import check_beta, check_int, check_number
 
 __all__ = ["Params", "DEFAULT_BETA_Q", "DEFAULT_BETA_G"]
 

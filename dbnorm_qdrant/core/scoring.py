@@ -27,7 +27,7 @@ from ..kernels._tiles import for_row_chunks
 from .params import Params
 from .spec import SPECS
 from .stats import GalleryStats
-from .validation import InputError
+from ..errors import InputError
 
 __all__ = ["bias", "gates", "score", "faithful"]
 

@@ -43,7 +43,8 @@ from typing import Callable
 
 import numpy as np
 
-from .validation import InputError, check_beta, check_int, check_number
+from ..errors import InputError
+from ..validation import check_beta, check_int, check_number
 
 __all__ = ["SinkhornResult", "sinkhorn", "sinkhorn_sims", "sinkhorn_vectors", "column_potentials"]
 

@@ -29,7 +29,8 @@ from .params import Params
 from .scoring import score
 from .spec import DUAL, GATED, METHODS, SINKHORN
 from .stats import GalleryStats
-from .validation import InputError, as_matrix
+from ..errors import InputError
+from ..validation import as_matrix
 
 __all__ = ["TuneResult", "tune", "DEFAULT_BETA_MULTIPLES", "DEFAULT_BETA_G_MULTIPLES"]
 

@@ -25,7 +25,8 @@ import numpy as np
 import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
-from ..core.validation import InputError, as_matrix, check_finite, check_k
+from ..errors import InputError
+from ..validation import as_matrix, check_finite, check_k
 
 __all__ = [
     "ranks",

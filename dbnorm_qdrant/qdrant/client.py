@@ -71,6 +71,7 @@ from ..errors import InputError
 from ._io import Logic, adrive, drive
 from .config import CollectionConfig, Settings
 from .core import Core
+from .query import query_logic
 from .planning import Overrides, Spec, extra_kwargs, spec_from_kwargs
 from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
 from .store import PrecomputeReport, precompute_logic, refresh_logic
@@ -145,12 +146,12 @@ class _Base:
     def _qp(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
         spec = spec_from_kwargs(query, kwargs)
-        return self.core.query_logic(collection_name, [spec], ov, extra_kwargs(kwargs))
+        return query_logic(self.core, collection_name, [spec], ov, extra_kwargs(kwargs))
 
     def _qbp(self, collection_name: str, requests: Sequence[models.QueryRequest], kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
         specs = [Spec.from_request(r) for r in requests]
-        return self.core.query_logic(collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
+        return query_logic(self.core, collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
 
     def _search(self, collection_name: str, query_vector: Any, kwargs: dict[str, Any]) -> Logic:
         if isinstance(query_vector, tuple) and len(query_vector) == 2:  # (name, vector)

@@ -235,7 +235,7 @@ def _scores(core: Core, p: Plan, pts: list[Any], sim: np.ndarray, rows: np.ndarr
         a_q, a_g = rows[top1, _ACT_Q], rows[top1, _ACT_G]
         a_q = None if a_q != a_q else bool(a_q)  # NaN: not in the record
         a_g = None if a_g != a_g else bool(a_g)
-        if a_q is None or (params.method == "dualdis" and a_g is None):
+        if a_q is None or (params.gated and params.uses_gallery_bank and a_g is None):
             sets = yield from core.activation_logic(p.info.collection, p.info, p.nz)
             k1 = point_key(pts[top1].id)
             a_q, a_g = k1 in sets[0], k1 in sets[1]

@@ -2,11 +2,9 @@
 
 :class:`Core` holds what :class:`~.client.DBNormClient` and
 :class:`~.client.AsyncDBNormClient` share (their :class:`~.config.Settings`, the
-statistics cache, collection metadata, normalizers, activation sets) and runs a batch of
-queries: plan each (:mod:`.planning`), then the server-side path (:mod:`.server_path`)
-for those whose payload holds current statistics, the client-side path
-(:mod:`.client_path`) for the rest. Its ``*_logic`` methods are generators driven by
-:func:`._io.drive` / :func:`._io.adrive`.
+statistics cache, collection metadata, normalizers, activation sets) and plans each query
+(:mod:`.planning`); :mod:`.query` runs a batch through the two rerank paths. Its
+``*_logic`` methods are generators driven by :func:`._io.drive` / :func:`._io.adrive`.
 """
 
 from __future__ import annotations
@@ -259,7 +257,7 @@ class Core:
         else:
             act_q = yield from self._topk_union(collection, info, nz.query_bank, k, None)
             act_g: frozenset[int] = frozenset()
-            if p.method == "dualdis":
+            if p.gated and p.uses_gallery_bank:
                 act_g = yield from self._topk_union(collection, info, nz.gallery_bank, k, nz.gallery_bank_keys)
         with self._lock:
             self._act[ck] = (act_q, act_g)
@@ -299,32 +297,6 @@ class Core:
                     ks = [x for x in ks if x != keys[i0 + j]]
                 out.update(ks[:k])
         return frozenset(out)
-
-    # ------------------------------------------------------------ the query path
-    def query_logic(
-        self, collection: str, specs: Sequence[Spec], ov: Overrides, extra: dict[str, Any], batch: bool = False
-    ) -> Logic:
-        """Rerank a batch of queries on one collection; returns a list of QueryResponse."""
-        from . import client_path, server_path
-
-        if not self.enabled(collection, ov):
-            res = yield Call(
-                "query_batch_points", dict(collection_name=collection, requests=[s.to_request() for s in specs], **extra)
-            )
-            return res
-        plans = []
-        for i, s in enumerate(specs):
-            info = self._info.get((collection, s.using))
-            if info is None:
-                info = yield from self.info_logic(collection, s.using)
-            plans.append(self.plan(collection, s, info, ov, f"requests[{i}].query" if batch else "query"))
-        server_plans = [p for p in plans if p.mode == "server"]
-        if server_plans:
-            yield from server_path.server_logic(self, collection, server_plans, extra)
-        client_plans = [p for p in plans if p.result is None]
-        if client_plans:
-            yield from client_path.client_logic(self, collection, client_plans, extra)
-        return [p.result for p in plans]
 
     def batch_call(self, collection: str, reqs: list[dict[str, Any]], extra: dict[str, Any]) -> Logic:
         """One candidate query per request (a dict of ``query_points`` keyword arguments):

@@ -19,7 +19,7 @@ from qdrant_client import models
 
 from ..core.methods import Params
 from ..core.normalizer import BankNormalizer
-from ..core.validation import check_vectors
+from ..validation import check_vectors
 from ..errors import InputError
 from .config import VectorInfo
 

@@ -21,6 +21,7 @@ import numpy as np
 from qdrant_client import models
 
 from ..core.methods import Params, score
+from ..core.spec import CENTER_FIELDS, GATE_FIELDS
 from ..core.stats import STAT_FIELDS, GalleryStats
 from ..errors import InputError
 from ._io import Logic
@@ -34,7 +35,7 @@ __all__ = ["coefficients", "formula_query", "raw_similarity", "server_logic", "L
 
 #: statistics that enter a score linearly: all but the gates and the centring terms
 #: (derived, so a new additive statistic reaches the server formula by itself)
-LINEAR_FIELDS = tuple(f for f in STAT_FIELDS if f not in ("act_q", "act_g", "center_dot", "center_norm"))
+LINEAR_FIELDS = tuple(f for f in STAT_FIELDS if f not in GATE_FIELDS + CENTER_FIELDS)
 #: default for a missing payload field: pushes a point without statistics to the top,
 #: where the client sees it and falls back to the client-side path
 MISSING = 1.0e6

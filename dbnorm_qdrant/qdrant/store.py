@@ -23,6 +23,7 @@ import numpy as np
 from qdrant_client import models
 
 from ..core.normalizer import BankNormalizer
+from ..core.params import Params
 from ..errors import InputError
 from ._io import Call, Logic
 from .planning import Overrides
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
     from .core import Core
 
 __all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic"]
+
+
+def _gates_gallery(p: Params) -> bool:
+    """The method has a gallery-bank gate (DualDIS): its payload carries ``act_g`` too."""
+    return p.gated and p.uses_gallery_bank
 
 
 @dataclass
@@ -107,7 +113,7 @@ def _write_page(core: Core, collection: str, using: str | None, nz: BankNormaliz
         rec = st.record(i)
         if sets is not None:
             rec["act_q"] = int(keys[i]) in sets[0]
-            if nz.params.method == "dualdis":
+            if _gates_gallery(nz.params):
                 rec["act_g"] = int(keys[i]) in sets[1]
         ops.append(models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[r.id])))
     yield Call("batch_update_points", dict(collection_name=collection, update_operations=ops, wait=True))
@@ -137,14 +143,14 @@ def refresh_logic(core: Core, collection: str, *, using: str | None = None, para
                 continue
             k = point_key(r.id)
             new = {"act_q": k in sets[0]}
-            if nz.params.method == "dualdis":
+            if _gates_gallery(nz.params):
                 new["act_g"] = k in sets[1]
             if any(cur.get(f) != v for f, v in new.items()):
                 groups.setdefault((new["act_q"], new.get("act_g", False)), []).append(r.id)
 
     yield from scroll_pages(collection, page, page_size=page_size, with_payload=[key])
     for (aq, ag), ids in groups.items():
-        flags = {"act_q": aq, **({"act_g": ag} if nz.params.method == "dualdis" else {})}
+        flags = {"act_q": aq, **({"act_g": ag} if _gates_gallery(nz.params) else {})}
         yield Call("set_payload", dict(collection_name=collection, payload=flags, points=ids, key=key, wait=True))
         rep.flags_changed += len(ids)
     core.cache.clear(collection)  # cached records may carry the old flags

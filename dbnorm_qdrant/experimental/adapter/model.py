@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..._io_utils import atomic_path
-from ...core.validation import InputError, as_matrix
+from ...errors import InputError
+from ...validation import as_matrix
 from ._torch import F, need_torch, nn, torch
 from .config import AdapterConfig
 

@@ -9,7 +9,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ...core.validation import InputError, as_matrix
+from ...errors import InputError
+from ...validation import as_matrix
 from ._torch import F, need_torch, torch
 from .losses import batch_losses
 from .config import AdapterConfig

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...core.validation import InputError
+from ...errors import InputError
+from ...qdrant.sources import iter_pages, vector_selector
 from .model import Adapter
 from .train import progress_bar
 
@@ -56,22 +57,16 @@ def write_adapted_vectors(
     else:
         _prepare_target_collection(client, target_collection, target_vector, adapter.dim, distance)
     bar = progress_bar(client.count(collection, exact=True).count, progress, f"adapt {collection}")
-    written, offset = 0, None
-    while True:
-        pts, offset = client.scroll(
-            collection, limit=batch_size, offset=offset, with_payload=target_collection is not None,
-            with_vectors=[using] if using is not None else True,
-        )
-        if not pts:
-            break
+    written = 0
+    pages = iter_pages(client, collection, page_size=batch_size, with_payload=target_collection is not None,
+                       with_vectors=vector_selector(using))
+    for pts in pages:
         done = _already_written(client, collection, target_collection, target_vector, [p.id for p in pts])
         todo = [p for p in pts if p.id not in done]
         if todo:
             _write(client, collection, target_collection, target_vector, todo, using, fn)
             written += len(todo)
         bar.update(len(pts))
-        if offset is None:
-            break
     bar.close()
     return written
 
