@@ -31,7 +31,7 @@ def main() -> None:
     raw = evaluate(S)
     new = evaluate(norm.scores(Q, G, stats))
     print(f"\n{'':24s}{'R@1':>8s}{'R@5':>8s}{'R@10':>8s}{'k-skew':>8s}")
-    label = res.params.method + (" + centring" if res.params.center else "")
+    label = res.params.method + (" + centering" if res.params.center else "")
     for name, m in (("raw cosine", raw), (label, new)):
         print(f"{name:24s}{m['R1']:8.2f}{m['R5']:8.2f}{m['R10']:8.2f}{m['k_skewness']:8.2f}")
     raw_top1 = S.argmax(axis=1)

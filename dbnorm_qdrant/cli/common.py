@@ -159,8 +159,8 @@ def params(args: argparse.Namespace, bank_set: BankSet, stored: Params | None, p
 
 
 def method_name(p: Params) -> str:
-    """``"dualis + centring"``: the method as a table shows it (the README quotes this label)."""
-    return f"{p.method}{' + centring' if p.center else ''}"
+    """``"dualis + centering"``: the method as a table shows it (the README quotes this label)."""
+    return f"{p.method}{' + centering' if p.center else ''}"
 
 
 # ------------------------------------------------------------------------ output

@@ -1,1 +1,1 @@
-"""The maths: method specs, statistics, scoring, centring, Sinkhorn, the matrix and vector APIs, tuning."""
+"""The maths: method specs, statistics, scoring, centering, Sinkhorn, the matrix and vector APIs, tuning."""

@@ -15,7 +15,7 @@ What a reranked query does
    retrieved by id) with the kernels, and caches them.
 3. Scores them: an additive method as ``s - bias(g)``, the bias computed by
    :func:`~dbnorm_qdrant.methods.bias` once, when the point's statistics enter the cache;
-   gated methods (which gate on the raw top-1) and centring with
+   gated methods (which gate on the raw top-1) and centering with
    :meth:`BankNormalizer.rerank`. Sorts, then applies ``offset``, ``limit`` and
    ``score_threshold``.
 
@@ -36,7 +36,7 @@ Once the payload holds statistics with the current fingerprint (:meth:`precomput
 ``mode="auto"`` runs the rerank inside Qdrant: one ``query_points`` with a ``prefetch``
 of N and a ``FormulaQuery`` (plus a raw top-1 query for ``dis``/``dualdis``, whose
 gates are decided on the client). A candidate without current statistics makes that
-query fall back to the client path. Centring always runs on the client.
+query fall back to the client path. Centering always runs on the client.
 
 Per-call options (keyword arguments of ``query_points`` / ``query_batch_points`` /
 ``search``): ``rerank=False``; ``candidates=N``; ``method=``, ``beta_q=``, ``beta_g=``

@@ -224,7 +224,7 @@ def _finish(core: Core, p: Plan, resp: models.QueryResponse, rows: np.ndarray, m
 
 
 def _scores(core: Core, p: Plan, pts: list[Any], sim: np.ndarray, rows: np.ndarray) -> Logic:
-    """Logic: the normalised scores of a gated or centred method (or one whose biases are
+    """Logic: the normalised scores of a gated or centered method (or one whose biases are
     not all cached): :meth:`BankNormalizer.rerank` on the candidates' statistics; the
     gates of ``dis``/``dualdis`` are those of the raw top-1."""
     n = len(pts)
@@ -242,8 +242,8 @@ def _scores(core: Core, p: Plan, pts: list[Any], sim: np.ndarray, rows: np.ndarr
         st.act_q = np.zeros(n, dtype=bool)
         st.act_g = np.zeros(n, dtype=bool)
         st.act_q[top1], st.act_g[top1] = bool(a_q), bool(a_g)
-    # the query vector matters only to centring; a Cosine collection scores the unit
-    # query, so centring must see the unit query too (users may send unnormalised vectors)
+    # the query vector matters only to centering; a Cosine collection scores the unit
+    # query, so centering must see the unit query too (users may send unnormalised vectors)
     q = None
     if params.center:
         q = np.asarray(p.qvec, dtype=np.float64)

@@ -169,7 +169,7 @@ class Core:
         sim = "neg_euclid" if info.distance == "Euclid" else "dot"
         if params.center and sim != "dot":
             raise InputError(
-                f"collection {collection!r} uses the Euclid distance: centring (center=True) is defined for "
+                f"collection {collection!r} uses the Euclid distance: centering (center=True) is defined for "
                 "dot/cosine similarities only; use center=False."
             )
         backend = self.backend if base_nz is None else base_nz.backend.name
@@ -197,7 +197,7 @@ class Core:
 
     def fill_bias(self, nz: BankNormalizer, rows: np.ndarray) -> np.ndarray:
         """Fill the ``bias`` column of cache rows (:func:`methods.bias`, computed once per
-        point at insertion) for an additive method without centring; returns ``rows``."""
+        point at insertion) for an additive method without centering; returns ``rows``."""
         p = nz.params
         if p.additive and not p.center and len(rows):
             st = GalleryStats(
@@ -221,7 +221,7 @@ class Core:
         q = query_vector(spec, info, what)
         nz = self.normalizer(collection, info, ov)
         if nz.params.center and q is None:
-            raise InputError("centring needs the query vector: query by vector, not by point id.")
+            raise InputError("centering needs the query vector: query by vector, not by point id.")
         n = self.candidates(collection, spec.limit, spec.offset, ov)
         mode = self.mode(collection, ov)
         if nz.params.center:

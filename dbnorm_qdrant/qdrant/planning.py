@@ -168,7 +168,7 @@ class Plan:
     spec: Spec
     info: VectorInfo
     nz: BankNormalizer
-    qvec: np.ndarray | list[float] | None  # a plain list as given (converted only for centring)
+    qvec: np.ndarray | list[float] | None  # a plain list as given (converted only for centering)
     n: int
     mode: str
     fields: tuple[str, ...]

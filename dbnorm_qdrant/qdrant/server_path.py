@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["coefficients", "formula_query", "raw_similarity", "server_logic", "LINEAR_FIELDS"]
 
-#: statistics that enter a score linearly: all but the gates and the centring terms
+#: statistics that enter a score linearly: all but the gates and the centering terms
 #: (derived, so a new additive statistic reaches the server formula by itself)
 LINEAR_FIELDS = tuple(f for f in STAT_FIELDS if f not in GATE_FIELDS + CENTER_FIELDS)
 #: default for a missing payload field: pushes a point without statistics to the top,
@@ -52,7 +52,7 @@ def _unit_stats(field: str | None, a_q: bool, a_g: bool) -> GalleryStats:
 def coefficients(p: Params, a_q: bool = True, a_g: bool = True) -> tuple[float, dict[str, float]]:
     """``(c_s, {stat: c_f})`` with ``score = c_s * s - sum c_f * stat`` for these gates."""
     if p.center:
-        raise InputError("centring makes the score non-linear in the raw similarity: no server formula; "
+        raise InputError("centering makes the score non-linear in the raw similarity: no server formula; "
                          "use center=False or the client-side path (mode='client').")
     top1 = np.zeros(1, dtype=np.int64)
     c0 = float(score(np.zeros((1, 1)), _unit_stats(None, a_q, a_g), p, top1=top1)[0, 0])
