@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is an optional extra; pinned so a CPU build installs (an unpinned torch pulls CUDA)
 TORCH ?= torch==2.13.0
-EXTRAS ?= test,plots,torch,langchain,llamaindex,examples
+EXTRAS ?= test,plots,torch,langchain,llamaindex,examples,edge
 
 .PHONY: install demo test bench clean
 

@@ -33,6 +33,7 @@ def add_parser(sub: Any) -> None:
         'pip install "dbnorm-qdrant[plots]").')
     p.add_argument("--out", default="dbnorm-demo-report", metavar="DIR", help="report folder (default ./dbnorm-demo-report)")
     p.add_argument("--path", metavar="DIR", help="keep the embedded Qdrant in DIR (default: in memory)")
+    o.add_engine_opt(p)
     o.add_candidates_opt(p, 100)
     p.add_argument("--n-queries", type=o.positive_int, metavar="N", help="use only the first N test queries")
     o.add_batch_opts(p)
@@ -88,8 +89,7 @@ def run(args: argparse.Namespace) -> int:
     with open_qdrant(args, create=True, memory=True) as q:
         t0 = time.perf_counter()
         _load_gallery(args, q, G, texts)
-        print(f"\n1. loaded {len(G):,} gallery vectors into embedded Qdrant "
-              f"({'at ' + str(args.path) if args.path else 'in memory'}) [{time.perf_counter() - t0:.1f}s]")
+        print(f"\n1. loaded {len(G):,} gallery vectors into {q.where} [{time.perf_counter() - t0:.1f}s]")
         t0 = time.perf_counter()
         bank_set = BankSet.from_arrays(s.query_bank, s.gallery_bank)
         res = tune(bank_set.query_bank, bank_set.gallery_bank, paired=True, seed=0)

@@ -25,7 +25,7 @@ PROG = "dbnorm-qdrant"
 HUB_K = 10
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
-__all__ = ["PROG", "HUB_K", "FORMATTER", "Parser", "positive_int", "add_output_opts", "add_qdrant_opts",
+__all__ = ["PROG", "HUB_K", "FORMATTER", "Parser", "positive_int", "add_output_opts", "add_qdrant_opts", "add_engine_opt",
            "add_bank_opts", "add_method_opts", "add_batch_opts", "add_candidates_opt", "add_top_k_opt",
            "add_json_opt"]
 
@@ -66,6 +66,15 @@ def add_qdrant_opts(p: argparse.ArgumentParser, *, required: bool = True) -> Non
     g.add_argument("--api-key", metavar="KEY", help="API key of the server (default: $QDRANT_API_KEY)")
     g.add_argument("--timeout", type=positive_int, default=10, metavar="S", help="server timeout in seconds (default 10)")
     g.add_argument("--using", metavar="VECTOR", help="the named vector to use, if the collection has several")
+    add_engine_opt(g)
+
+
+def add_engine_opt(p: Any) -> None:
+    """``--engine local|edge``: how a ``--path`` folder is opened (qdrant-client's local mode,
+    or Qdrant Edge, Qdrant's own engine in process: one shard per collection)."""
+    p.add_argument("--engine", choices=("local", "edge"), default="local",
+                   help="with --path: local = qdrant-client's embedded mode (default); edge = Qdrant's engine in "
+                        'process (Qdrant Edge; pip install "dbnorm-qdrant[edge]")')
 
 
 def add_bank_opts(p: argparse.ArgumentParser) -> None:

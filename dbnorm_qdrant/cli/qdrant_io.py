@@ -62,6 +62,9 @@ def open_qdrant(args: argparse.Namespace, *, create: bool = False, memory: bool 
     one the entries that were not there before.
     """
     path, url = getattr(args, "path", None), getattr(args, "url", None) or os.environ.get("QDRANT_URL")
+    edge = getattr(args, "engine", "local") == "edge"
+    if edge and not path and not memory:
+        raise InputError("--engine edge opens a folder: pass --path DIR (a server is reached with --url alone).")
     if path:
         p = Path(path)
         if p.exists() and not p.is_dir():
@@ -71,8 +74,19 @@ def open_qdrant(args: argparse.Namespace, *, create: bool = False, memory: bool 
                              "(or --url URL for a server).")
         new = missing_dirs(p)
         before = set(os.listdir(p)) if not new else set()
-        client = _connect(lambda: _local(p), f"cannot open the embedded Qdrant at {p}", "close any other process that uses it")
-        where = f"embedded Qdrant at {p}"
+        if edge:
+            client = _edge(p)
+            where = f"Qdrant Edge at {p}"
+        else:
+            client = _connect(lambda: _local(p), f"cannot open the embedded Qdrant at {p}",
+                              "close any other process that uses it")
+            where = f"embedded Qdrant at {p}"
+    elif memory and edge:  # the engine has no in-memory mode: a temporary folder, removed at the end
+        import tempfile
+
+        tmp = Path(tempfile.mkdtemp(prefix="dbnorm-edge-"))
+        client = _edge(tmp)
+        where, new, before = "Qdrant Edge (temporary folder)", [tmp], set()
     elif memory:
         client = _connect(_memory, "cannot start an in-memory Qdrant", "reinstall qdrant-client")
         where, new, before = "in-memory Qdrant", [], set()
@@ -86,17 +100,25 @@ def open_qdrant(args: argparse.Namespace, *, create: bool = False, memory: bool 
     except BaseException:
         with contextlib.suppress(Exception):
             client.close()
-        if path:
-            _undo(Path(path), new, before)
+        if path or (memory and edge):
+            _undo(Path(path) if path else new[0], new, before)
         raise
     else:
         client.close()
+        if memory and edge and not path:
+            shutil.rmtree(new[0], ignore_errors=True)
 
 
 def _local(p: Path) -> Any:
     from qdrant_client import QdrantClient
 
     return QdrantClient(path=str(p))
+
+
+def _edge(p: Path) -> Any:
+    from ..edge import EdgeClient  # InputError naming the extra when qdrant-edge-py is missing
+
+    return EdgeClient(p)
 
 
 def _memory() -> Any:

@@ -59,7 +59,9 @@ def client_logic(core: Core, collection: str, plans: list[Plan], extra: dict[str
         reqs.append(
             dict(
                 query=s.query, using=s.using, query_filter=s.filter, search_params=s.params, limit=p.n,
-                with_payload=merge_payload(s.with_payload, key),
+                # mode="client" with a warm cache: the candidates' statistics are cached, so the
+                # reserved key is not read (on Qdrant's engine it costs ~5 us per candidate)
+                with_payload=merge_payload(s.with_payload, key) if not (warm and p.pinned) else s.with_payload,
                 with_vectors=merge_vectors(s.with_vector, p.info.using) if not warm else s.with_vector,
                 shard_key_selector=s.shard_key,
             )

@@ -228,7 +228,8 @@ class Core:
             mode = "client"
         elif mode == "auto":
             mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
-        return Plan(spec, info, nz, q, n, mode, self.stat_fields(nz), raw_score=ov.with_raw_score)
+        pinned = self.mode(collection, ov) == "client"
+        return Plan(spec, info, nz, q, n, mode, self.stat_fields(nz), raw_score=ov.with_raw_score, pinned=pinned)
 
     # ---------------------------------------------------------------- activation
     def activation_logic(self, collection: str, info: VectorInfo, nz: BankNormalizer, refresh: bool = False) -> Logic:

@@ -174,6 +174,8 @@ class Plan:
     fields: tuple[str, ...]
     raw_score: bool = False
     result: models.QueryResponse | None = None
+    #: the client path was asked for (not chosen by "auto"): a warm cache then skips the payload
+    pinned: bool = False
 
 
 def _check_plain(q: list[float], what: str) -> None:

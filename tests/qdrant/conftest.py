@@ -1,12 +1,15 @@
 """Fixtures of the Qdrant-layer tests: clients (local mode always, a server when reachable) and data.
 
-Tests that take ``qclient`` run twice: on local-mode Qdrant, and (marked ``server``) on a
-real Qdrant server when one is reachable (``QDRANT_URL``, or Docker for testcontainers);
-without one the server half skips with the reason. ``-m "not server"`` leaves it out.
+Tests that take ``qclient`` run three times: on local-mode Qdrant, on Qdrant's own engine in
+process (``edge``: :class:`dbnorm_qdrant.edge.EdgeClient` over a temporary folder; skipped
+with the reason when ``qdrant-edge-py`` is not installed), and (marked ``server``) on a real
+Qdrant server when one is reachable (``QDRANT_URL``, or Docker for testcontainers); without
+one the server third skips with the reason. ``-m "not server"`` leaves it out.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 
@@ -17,6 +20,7 @@ from qdrant_client import QdrantClient, models
 from dbnorm_qdrant.core.centering import unit_rows
 
 NO_SERVER = "no Qdrant server: set QDRANT_URL or run Docker for testcontainers"
+NO_EDGE = 'qdrant-edge-py is not installed: pip install "dbnorm-qdrant[edge]" (Python >= 3.10)'
 
 
 def _server_url() -> str | None:
@@ -59,11 +63,26 @@ def server_client():
     yield client
 
 
-@pytest.fixture(scope="session", params=["local", pytest.param("server", marks=pytest.mark.server)])
+@pytest.fixture(scope="session")
+def edge_client(tmp_path_factory):
+    """An EdgeClient (Qdrant Edge, the engine in process) over a temporary folder."""
+    if importlib.util.find_spec("qdrant_edge") is None:
+        pytest.skip(NO_EDGE)
+    from dbnorm_qdrant.edge import EdgeClient
+
+    client = EdgeClient(tmp_path_factory.mktemp("edge"))
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session", params=["local", "edge", pytest.param("server", marks=pytest.mark.server)])
 def qclient(request):
-    """A QdrantClient: local mode, or a real server (skipped with a reason when none)."""
+    """A client: local mode, Qdrant Edge (skipped when not installed), or a real server
+    (skipped with a reason when none)."""
     if request.param == "local":
         return QdrantClient(":memory:")
+    if request.param == "edge":
+        return request.getfixturevalue("edge_client")
     return request.getfixturevalue("server_client")
 
 
