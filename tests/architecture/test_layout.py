@@ -20,7 +20,7 @@ FORBIDDEN = {
     "dbnorm_qdrant.kernels": ("core", "eval", "qdrant", "cli", "experimental", "banks"),
     "dbnorm_qdrant.core": ("qdrant", "cli", "experimental", "banks", "edge"),
     "dbnorm_qdrant.eval": ("core", "kernels", "qdrant", "cli", "experimental", "banks", "edge"),
-    "dbnorm_qdrant.qdrant": ("cli", "experimental"),
+    "dbnorm_qdrant.qdrant": ("cli", "experimental", "edge"),
 }
 
 
