@@ -143,6 +143,26 @@ def _write_error(path: Path, what: str, exc: OSError) -> InputError:
     return InputError(f"{what}: cannot write {path} ({reason}); choose a path in a folder you can write to.")
 
 
+def _default_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the process umask (``0o644`` under 022)."""
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _temp_file(folder: Path, name: str) -> tuple[int, Path]:
+    """``tempfile.mkstemp`` in ``folder``, with the mode of a plainly created file (mkstemp
+    makes it 0600, and the rename would keep that)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
+    try:
+        os.chmod(tmp, _default_mode())
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | PathLike[str], what: str = "output") -> Iterator[Path]:
     """A temporary path in ``path``'s folder, renamed to ``path`` when the block succeeds.
@@ -156,9 +176,8 @@ def atomic_path(path: str | PathLike[str], what: str = "output") -> Iterator[Pat
     tmp: Path | None = None
     try:
         created = _make_parents(path.parent)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = _temp_file(path.parent, path.name)
         os.close(fd)
-        tmp = Path(name)
         yield tmp
         os.replace(tmp, path)
         tmp = None
@@ -189,8 +208,7 @@ def write_files(folder: str | PathLike[str], files: Mapping[str, bytes | str], w
     try:
         created = _make_parents(folder)
         for name, content in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-            tmps[name] = Path(tmp)
+            fd, tmps[name] = _temp_file(folder, name)
             with os.fdopen(fd, "wb") as f:
                 f.write(content.encode("utf-8") if isinstance(content, str) else content)
         out = {}

@@ -24,7 +24,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from .core.centering import unit_rows
-from .core.methods import Params
+from .core.params import Params, as_params
 from .core.normalizer import BankNormalizer
 from .errors import InputError
 from .validation import as_matrix
@@ -99,7 +99,7 @@ class BankSet:
         return BankSet(self.query_bank, gallery, gallery_bank_keys)
 
     def normalizer(
-        self, params: Params | None = None, *, unit: bool = False, backend: str = "auto", similarity: str = "dot",
+        self, params: Params | Mapping[str, Any] | None = None, *, unit: bool = False, backend: str = "auto", similarity: str = "dot",
         **kw: Any,
     ) -> BankNormalizer:
         """A :class:`BankNormalizer` over these banks (rows scaled to unit norm with ``unit``,
@@ -108,8 +108,9 @@ class BankSet:
         if unit:
             qb = unit_rows(qb).astype(qb.dtype)
             gb = None if gb is None else unit_rows(gb).astype(gb.dtype)
-        if params is None:
-            params = Params(**kw) if kw else Params()
+        if params is not None and kw:
+            raise InputError(f"pass params= or the Params fields ({', '.join(sorted(kw))}) as keywords, not both.")
+        params = as_params(params, "params") if params is not None else as_params(kw, "BankSet.normalizer keywords")
         return BankNormalizer(
             qb, gb, params=params, gallery_bank_keys=self.gallery_bank_keys, backend=backend, similarity=similarity
         )
@@ -153,8 +154,8 @@ def save_banks(
     """
     if not isinstance(banks, BankSet):
         raise InputError(f"save_banks needs a BankSet, got {type(banks).__name__}; build one with BankSet.from_arrays.")
-    if isinstance(params, Mapping):
-        params = Params(**params)
+    if params is not None:
+        params = as_params(params, "save_banks params")
     arrays: dict[str, np.ndarray] = {"format_version": np.array(BANK_FORMAT_VERSION, dtype=np.int64),
                                      "query_bank": banks.query_bank}
     if banks.gallery_bank is not None:
@@ -194,7 +195,7 @@ def load_banks(path: str | PathLike[str]) -> BankFile:
         raise InputError(f"bank file {p}: 'meta' is not a JSON object; {_FIX}.")
     stored = _json_field(p, data, "params")
     try:
-        params = None if stored is None else Params(**stored)
+        params = None if stored is None else as_params(stored, "stored params")
         banks = BankSet.from_arrays(data["query_bank"], data.get("gallery_bank"), data.get("gallery_keys"))
     except (InputError, TypeError) as exc:
         raise InputError(f"bank file {p}: {exc}".rstrip(".") + f"; {_FIX}.") from None

@@ -142,7 +142,7 @@ def check_beta(beta: Any, name: str) -> float:
     """Return ``beta`` as a float; raise unless it is positive and finite."""
     return check_number(
         beta, name, low=0.0, low_open=True,
-        hint="it is an inverse temperature (try 20 for cosine similarities, 0.5 for CLIP-style x100 logits).",
+        hint="it is an inverse temperature (try 20 for cosine similarities, about 0.2 for CLIP-style x100 logits).",
     )
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from typing import Sequence
 
@@ -82,6 +83,22 @@ def _setup_logging(args: argparse.Namespace) -> None:
         warnings.filterwarnings("ignore", module="qdrant_client")
 
 
+#: the API's words for a parameter, in messages raised below the CLI -> the flag a CLI user types
+_API_PHRASES = (("drop using= (or pass using=None)", "drop --using"),
+                ("pass params={'k': ...} with k <=", "pass --k K with K <="))
+_FLAGS = {"using": "--using", "k": "--k", "top_k": "--top-k", "query_bank": "--query-bank",
+          "gallery_bank": "--gallery-bank"}
+_API_NAME = re.compile(r"\b(pass|choose|drop) (" + "|".join(_FLAGS) + r")(=| <=)")
+
+
+def cli_words(msg: str) -> str:
+    """An error message with the API's parameter names (``using=``, ``choose k <= 9``)
+    turned into the command line's flags (``--using``, ``choose --k <= 9``)."""
+    for api, flag in _API_PHRASES:
+        msg = msg.replace(api, flag)
+    return _API_NAME.sub(lambda m: f"{m[1]} {_FLAGS[m[2]]}{'' if m[3] == '=' else ' <='}", msg)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dbnorm-qdrant`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -93,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         if args.debug:
             raise
-        msg = " ".join(str(exc).split())
+        msg = cli_words(" ".join(str(exc).split()))
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .._io_utils import atomic_path, check_writable, jsonable
-from ..validation import as_matrix
+from ..validation import as_matrix, check_vectors
 from ..errors import InputError
 from . import common as c
 from . import options as o
@@ -156,6 +156,7 @@ def row_writer(path: Path, fmt: str) -> Iterator[Any]:
 # ---------------------------------------------------------------------- sources
 def _against_matrix(args: argparse.Namespace, out: Path, fmt: str) -> int:
     Q = c.matrix(args.queries, "--queries", mmap=True)
+    check_vectors(Q, "--queries")  # here, on the whole matrix: a bad row is named by its row number
     G = c.matrix(args.gallery, "--gallery", ncols=Q.shape[1], of="--queries")
     bank_set, stored, paired = c.banks(args, Q.shape[1])
     params, _ = c.params(args, bank_set, stored, paired)
@@ -187,6 +188,8 @@ def _through_qdrant(args: argparse.Namespace, out: Path, fmt: str) -> int:
             if Q.shape[1] != size:
                 raise InputError(f"--queries: {args.queries} has dimension {Q.shape[1]} but collection "
                                  f"{args.collection!r} has {size}; use vectors from the same embedding model.")
+            # checked whole, up front: a bad row is named by its row number, not its place in a batch
+            check_vectors(Q, "--queries", nonzero=dist != "Euclid")
             total, batches = len(Q), array_batches(Q, args.batch_size)
         c.check_dim(bank_set, size, args.collection)
         params, _ = c.params(args, bank_set, stored, paired)

@@ -20,7 +20,7 @@ from ..kernels import Backend, Reduced, Request, get_backend
 from . import centering
 from .centering import bank_means, neg_euclid
 from .matrix import activation_from_topk
-from .params import Params
+from .params import Params, as_params
 from .scoring import score
 from .spec import SINKHORN
 from .stats import GalleryStats
@@ -138,7 +138,8 @@ class BankNormalizer:
                 kw["beta_q"] = beta_q
             if beta_g is not None:
                 kw["beta_g"] = beta_g
-            params = Params(**kw)
+            params = kw
+        params = as_params(params)
         self.params = params
         if params.center and similarity != "dot":
             raise InputError(
@@ -191,9 +192,11 @@ class BankNormalizer:
     def dim(self) -> int:
         return self.query_bank.shape[1]
 
-    def _vectors(self, X: Any, name: str) -> np.ndarray:
-        """``X`` as checked embedding rows of the banks' dimension (see the class notes)."""
-        return check_vectors(X, name, dim=self.dim, dim_of="the banks", nonzero=self.similarity == "dot")
+    def _vectors(self, X: Any, name: str, nonzero: bool = True) -> np.ndarray:
+        """``X`` as checked embedding rows of the banks' dimension (see the class notes);
+        ``nonzero=False`` accepts zero rows even under ``"dot"`` (stored data, see
+        :meth:`gallery_stats`)."""
+        return check_vectors(X, name, dim=self.dim, dim_of="the banks", nonzero=nonzero and self.similarity == "dot")
 
     def _gallery_keys(self, gallery_keys: Any, n: int) -> np.ndarray | None:
         if gallery_keys is None:
@@ -275,6 +278,7 @@ class BankNormalizer:
         *,
         gallery_keys: np.ndarray | None = None,
         activation: bool = True,
+        nonzero: bool = True,
     ) -> GalleryStats:
         """Compute the statistics of gallery items from their vectors.
 
@@ -289,8 +293,13 @@ class BankNormalizer:
             Compute the activation flags of ``dis``/``dualdis`` (top-k of each bank item
             over *this* gallery, so ``gallery`` must then be the whole gallery). Pass
             False when computing statistics page by page; fill the flags separately.
+        nonzero:
+            Refuse zero rows under ``"dot"`` (the default, for arrays a user passes). The
+            Qdrant layer passes False for a collection's *stored* vectors: a stored zero
+            vector is not refused there; its similarity to every bank item is 0, so its
+            statistics are finite (and it ranks by them like any other item).
         """
-        G = self._vectors(gallery, "gallery")
+        G = self._vectors(gallery, "gallery", nonzero)
         return self._stats(G, self._gallery_keys(gallery_keys, G.shape[0]), activation)
 
     def _stats(self, G: np.ndarray, keys: np.ndarray | None, activation: bool) -> GalleryStats:
@@ -359,16 +368,17 @@ class BankNormalizer:
         return column_potentials(sol.u, sol.beta, sol.n_ref, bank=self._qb, gallery=G, sims=self.pair_sims)
 
     def activation(
-        self, gallery: np.ndarray, *, gallery_keys: np.ndarray | None = None
+        self, gallery: np.ndarray, *, gallery_keys: np.ndarray | None = None, nonzero: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """Activation flags ``(act_q, act_g)`` of a gated method over the *whole* gallery.
 
         The top-``k`` of each query-bank (and, for ``dualdis``, gallery-bank) item among
         ``gallery`` under this normalizer's similarity; a sampled gallery-bank item skips
         itself (``gallery_keys``). For other methods both arrays are all False.
+        ``nonzero=False`` accepts zero rows (stored vectors; see :meth:`gallery_stats`).
         """
         p = self.params
-        G = self._vectors(gallery, "gallery")
+        G = self._vectors(gallery, "gallery", nonzero)
         n = G.shape[0]
         keys = self._gallery_keys(gallery_keys, n)
         act_q = np.zeros(n, dtype=bool)

@@ -6,15 +6,15 @@ What each method reads, and what its ``k`` and ``alpha`` mean, come from the one
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from typing import Any
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Mapping
 
 from ..kernels import Request
 from .spec import ADDITIVE, DUAL, GATED, METHODS, NEIGHBOUR_K, SINKHORN, SPECS
 from ..errors import InputError
 from ..validation import check_beta, check_int, check_number
 
-__all__ = ["Params", "DEFAULT_BETA_Q", "DEFAULT_BETA_G"]
+__all__ = ["Params", "as_params", "DEFAULT_BETA_Q", "DEFAULT_BETA_G"]
 
 DEFAULT_BETA_Q = 20.0
 DEFAULT_BETA_G = 3.0
@@ -128,9 +128,31 @@ class Params:
         """Plain dict (JSON-friendly), e.g. for reports and fingerprints."""
         return asdict(self)
 
+    @classmethod
+    def coerce(cls, params: Any, what: str = "params") -> "Params":
+        """``params`` as a :class:`Params`: see :func:`as_params`."""
+        return as_params(params, what)
+
     def with_(self, **changes: Any) -> "Params":
         """A copy with some fields changed (``k`` / ``alpha`` re-resolved when the method changes)."""
         if "method" in changes and changes["method"] != self.method:
             changes.setdefault("k", None)
             changes.setdefault("alpha", None)
         return replace(self, **changes)
+
+
+def as_params(params: Any, what: str = "params") -> Params:
+    """``params`` (a :class:`Params`, a dict of its fields, or ``None``: the defaults) as a
+    :class:`Params`: the one conversion every entry point uses. An unknown field name, an
+    unknown method or a bad value is an :class:`InputError` (``what`` names the argument)."""
+    if params is None:
+        return Params()
+    if isinstance(params, Params):
+        return params
+    if isinstance(params, Mapping):
+        names = [f.name for f in fields(Params)]
+        unknown = sorted(str(k) for k in params if k not in names)
+        if unknown:
+            raise InputError(f"{what}: unknown field(s) {unknown}; the fields are {', '.join(names)}.")
+        return Params(**params)
+    raise InputError(f"{what} must be a Params or a dict of its fields, got {type(params).__name__}.")

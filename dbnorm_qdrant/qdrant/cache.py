@@ -34,6 +34,7 @@ import numpy as np
 
 from ..kernels.rerank_topk import additive_topk
 from ..core.stats import STAT_FIELDS
+from ..validation import check_int
 
 __all__ = ["StatsCache", "FIELDS", "COLUMN", "BIAS", "record_to_row"]
 
@@ -74,9 +75,7 @@ class StatsCache:
     """Bounded cache of statistics rows; every method is atomic (one lock)."""
 
     def __init__(self, maxsize: int = 1_000_000) -> None:
-        if maxsize < 0:
-            raise ValueError("maxsize must be >= 0")
-        self.maxsize = int(maxsize)
+        self.maxsize = check_int(maxsize, "maxsize", low=0, hint="it is the capacity in points (0: no cache).")
         #: keys below this bound may be indexed densely too (see :class:`_Table`)
         self.dense_bound = max(1 << 16, 4 * self.maxsize)
         self._lock = threading.Lock()
@@ -305,7 +304,6 @@ class StatsCache:
         self._n -= len(out)
         return out
 
-    # ------------------------------------------------------------ record interface
     def clear(self, collection: str | None = None) -> None:
         """Drop everything, or one collection's entries."""
         with self._lock:

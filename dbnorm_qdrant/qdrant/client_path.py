@@ -165,7 +165,8 @@ def _compute(core: Core, collection: str, plans: list[Plan], todo: Todo) -> Logi
             continue
         kl = list(vecs)
         ks = np.asarray(kl, dtype=np.int64)
-        st = nz.gallery_stats(np.asarray(list(vecs.values()), dtype=np.float32), gallery_keys=ks, activation=False)
+        st = nz.gallery_stats(np.asarray(list(vecs.values()), dtype=np.float32), gallery_keys=ks, activation=False,
+                              nonzero=False)  # stored vectors: a zero one is not refused
         new = core.put_stats(collection, nz, kl, st)
         computed[fp] = ({k: i for i, k in enumerate(kl)}, new)
     return computed

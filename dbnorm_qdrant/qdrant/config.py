@@ -11,7 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
-from ..core.methods import Params
+from ..core.params import Params, as_params
+from ..core.spec import SINKHORN
+from ..kernels import BACKENDS, get_backend
+from ..validation import check_int, check_k
 from ..core.normalizer import BankNormalizer
 from ..banks import BankSet
 from ..errors import InputError
@@ -23,22 +26,6 @@ MODES = ("auto", "client", "server")
 DISTANCES = ("Cosine", "Dot", "Euclid")
 
 
-def as_params(params: Any) -> Params:
-    """``params`` (a :class:`Params`, a dict of its fields, or ``None``: the defaults) as a
-    :class:`Params`; an unknown method or field is refused here."""
-    if params is None:
-        return Params()
-    if isinstance(params, Params):
-        return params
-    if isinstance(params, Mapping):
-        try:
-            return Params(**params)
-        except TypeError as exc:  # an unknown field name
-            names = ", ".join(f.name for f in fields(Params))
-            raise InputError(f"params: {exc}; the fields are {names}.") from None
-    raise InputError(f"params must be a Params or a dict of its fields, got {type(params).__name__}.")
-
-
 def _check_mode(mode: Any) -> None:
     if mode is not None and mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}.")
@@ -47,6 +34,36 @@ def _check_mode(mode: Any) -> None:
 def _check_candidates(n: Any) -> None:
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise InputError(f"candidates (N) must be a positive integer or None, got {n!r}.")
+
+
+def _check_backend(backend: Any) -> None:
+    """An unknown (or not installed) kernel backend is refused at construction, not at the first query."""
+    if backend == "auto":
+        return
+    if not isinstance(backend, str):
+        raise InputError(f"backend must be 'auto' or one of {', '.join(map(repr, BACKENDS))}, got {backend!r}.")
+    get_backend(backend)  # raises an InputError naming the choices (or how to install it)
+
+
+def check_banks_fit(config: "CollectionConfig", default: "CollectionConfig", where: str) -> None:
+    """Refuse, at construction, banks that cannot serve the method: a method that needs a
+    gallery bank (``dualis``, ``dualdis``, ``uniform``) with a :class:`BankSet` that has none,
+    and a ``csls``/``nnn`` ``k`` larger than the query bank. ``config``'s unset fields come
+    from ``default``; nothing is checked while a :class:`BankNormalizer` is in play (it
+    checked itself) or no banks are known yet (they may be built later)."""
+    if config.normalizer is not None or default.normalizer is not None:
+        return
+    banks = config.banks if config.banks is not None else default.banks
+    if banks is None:
+        return
+    p = as_params(config.params if config.params is not None else default.params)
+    if banks.gallery_bank is None and (p.uses_gallery_bank or p.method in SINKHORN):
+        raise InputError(
+            f"{where}: method {p.method!r} needs a gallery bank but the BankSet has none; add one "
+            "(BankSet(query_bank, gallery_bank), or build_banks(collection, gallery_sample=n)), or use method='is'/'dis'."
+        )
+    if p.k_counts_neighbours:
+        check_k(p.k, len(banks.query_bank), "k", f"the query bank of {where}")
 
 
 @dataclass(frozen=True)
@@ -109,7 +126,8 @@ class Settings:
     payload_key:
         The reserved payload key for stored statistics (the only key ever written).
     cache_size:
-        Capacity (points) of the statistics cache (CLOCK eviction, an approximate LRU).
+        Capacity (points) of the statistics cache (CLOCK eviction, an approximate LRU);
+        ``0``: no cache (statistics are read from the payload or computed each time).
     backend:
         The kernel backend for statistics computed on the fly (``"auto"``, ``"numba"``, ...).
     exact_activation_max:
@@ -135,15 +153,17 @@ class Settings:
         key = self.payload_key
         if not isinstance(key, str) or not key or "." in key:
             raise InputError(f"payload_key must be a non-empty string without dots, got {key!r}.")
-        for name in ("cache_size", "exact_activation_max"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "cache_size" else 0):
-                raise InputError(f"{name} must be a {'positive' if name == 'cache_size' else 'non-negative'} "
-                                 f"integer, got {v!r}.")
+        check_int(self.cache_size, "cache_size", low=0, hint="it is the statistics cache's capacity in points "
+                  "(0: no cache).")
+        check_int(self.exact_activation_max, "exact_activation_max", low=0,
+                  hint="collections up to this size get exact activation sets (0: always Qdrant).")
+        _check_backend(self.backend)
+        default = CollectionConfig(self.normalizer, self.banks, self.params, self.candidates, self.mode)  # its checks
+        check_banks_fit(default, default, "DBNormClient")
         for name, c in (self.collections or {}).items():
             if not isinstance(c, CollectionConfig):
                 raise InputError(f"collections[{name!r}] must be a CollectionConfig, got {type(c).__name__}.")
-        CollectionConfig(self.normalizer, self.banks, self.params, self.candidates, self.mode)  # the same checks
+            check_banks_fit(c, default, f"collection {name!r}")
 
     @classmethod
     def of(cls, normalizer: BankNormalizer | None = None, **options: Any) -> "Settings":

@@ -19,11 +19,12 @@ from qdrant_client import models
 from ..banks import BankSet
 from ..core.methods import Params, bias
 from ..core.normalizer import BankNormalizer
-from ..core.stats import GalleryStats
+from ..core.spec import stat_fields
+from ..core.stats import STAT_FIELDS, GalleryStats
 from ..errors import InputError
 from ._io import Call, Logic
 from .cache import BIAS, COLUMN, FIELDS, StatsCache
-from .config import MODES, CollectionConfig, Settings, VectorInfo, as_params, vector_info
+from .config import MODES, CollectionConfig, Settings, VectorInfo, as_params, check_banks_fit, vector_info
 from .planning import REQUEST_FIELD, Overrides, Plan, Spec, query_vector
 from .sources import point_key, record_vector, scroll_pages, vector_selector
 
@@ -57,7 +58,9 @@ class Core:
         """Set (or update with ``changes``) the configuration of one collection."""
         with self._lock:
             base = config or self.collections.get(collection) or CollectionConfig()
-            self.collections[collection] = replace(base, **changes) if changes else base
+            new = replace(base, **changes) if changes else base
+            check_banks_fit(new, self.default, f"collection {collection!r}")
+            self.collections[collection] = new
             self._nz = {k: v for k, v in self._nz.items() if k[0] != collection}
 
     def _setting(self, collection: str, name: str) -> Any:
@@ -189,9 +192,9 @@ class Core:
     def stat_fields(self, nz: BankNormalizer) -> tuple[str, ...]:
         """The float statistics ``nz`` produces per item (activation flags excluded)."""
         f = self._fields.get(nz.fingerprint)
-        if f is None:
-            st = nz.gallery_stats(np.ones((1, nz.dim), dtype=nz.query_bank.dtype), activation=False)  # any vector
-            f = tuple(x for x in st.present() if x not in ("act_q", "act_g"))
+        if f is None:  # from the method table, in the cache's column order (STAT_FIELDS)
+            want = stat_fields(nz.params.method, center=nz.params.center, gates=False)
+            f = tuple(x for x in STAT_FIELDS if x in want)
             self._fields[nz.fingerprint] = f
         return f
 
@@ -279,7 +282,7 @@ class Core:
         if not vecs:
             return frozenset(), frozenset()
         ks = np.asarray(keys, dtype=np.int64)
-        a_q, a_g = nz.activation(np.asarray(vecs, dtype=np.float32), gallery_keys=ks)
+        a_q, a_g = nz.activation(np.asarray(vecs, dtype=np.float32), gallery_keys=ks, nonzero=False)
         return frozenset(ks[a_q].tolist()), frozenset(ks[a_g].tolist())
 
     def _topk_union(self, collection: str, info: VectorInfo, bank: np.ndarray, k: int, keys: Any,

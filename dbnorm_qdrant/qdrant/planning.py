@@ -178,12 +178,24 @@ class Plan:
     pinned: bool = False
 
 
-def _check_plain(q: list[float], what: str) -> None:
-    """A plain list of floats: refused when it holds NaN/inf or only zeros. Cheap on the
-    hot path (a sum and an ``any``); the exact message comes from :func:`check_vectors`."""
-    s = sum(q)
-    if s - s != 0.0 or not any(q):
-        check_vectors(np.asarray(q, dtype=np.float64), what)
+def _check_plain(q: list[float], what: str, nonzero: bool) -> None:
+    """A plain list of floats: refused when it holds NaN/inf or (with ``nonzero``) only zeros.
+    Cheap on the hot path (a sum and an ``any``); the exact message comes from
+    :func:`check_vectors`. A list holding a non-number (a str, ``None``) is refused too."""
+    try:
+        s = sum(q)
+    except TypeError:
+        bad = next((i for i, x in enumerate(q) if not isinstance(x, (int, float, np.number))), 0)
+        raise InputError(
+            f"{what} must be a list of numbers, but element {bad} is {q[bad]!r}; pass the embedding as floats."
+        ) from None
+    if s - s != 0.0 or (nonzero and not any(q)):
+        check_vectors(np.asarray(q, dtype=np.float64), what, nonzero=nonzero)
+
+
+def _nonzero(info: VectorInfo) -> bool:
+    """A zero query vector has no direction under Cosine/Dot; a Euclid distance is defined for it."""
+    return info.distance != "Euclid"
 
 
 def query_vector(spec: Spec, info: VectorInfo, what: str = "query") -> Any:
@@ -197,7 +209,7 @@ def query_vector(spec: Spec, info: VectorInfo, what: str = "query") -> Any:
     q = spec.query
     if type(q) is list and spec.prefetch is None and spec.lookup_from is None and len(q) == info.size \
             and type(q[0]) is float:  # a plain vector of the right size (the common case)
-        _check_plain(q, what)
+        _check_plain(q, what, _nonzero(info))
         return q
     if spec.prefetch is not None:
         raise InputError("queries with prefetch cannot be reranked; pass rerank=False to run them as they are.")
@@ -219,10 +231,12 @@ def query_vector(spec: Spec, info: VectorInfo, what: str = "query") -> Any:
             raise InputError("cannot rerank a sparse vector query; pass rerank=False.")
     if isinstance(q, (int, str)) or hasattr(q, "hex"):
         return None  # a point id: Qdrant uses that point's vector
+    if type(q) is list and not any(isinstance(x, (list, tuple, np.ndarray)) for x in q):
+        _check_plain(q, what, False)  # a flat list not of floats: a str or None in it -> InputError
     arr = np.asarray(q, dtype=np.float64)
     if arr.ndim != 1:
         raise InputError(f"cannot rerank a query of shape {arr.shape} (a multivector?): pass one dense vector.")
-    check_vectors(arr, what, dim=info.size,
+    check_vectors(arr, what, dim=info.size, nonzero=_nonzero(info),
                   dim_of=f"vector {info.using or '(unnamed)'} of collection {info.collection!r}")
     return q if type(q) is list else arr
 

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..validation import check_int
 from ..banks import BankSet
 from ._io import Call, Logic
 
@@ -141,6 +142,9 @@ def _fetch_vectors(collection: str, ids: list[Any], using: str | None, page: int
     return got, np.asarray(vecs, dtype=np.float32)
 
 
+_SAMPLE_HINT = "it is the number of the collection's points drawn as the gallery bank (a few thousand is typical)."
+
+
 def sample_gallery_bank(
     collection: str, n: int, *, seed: int = 0, using: str | None = None, scroll_filter: Any = None
 ) -> Logic:
@@ -150,6 +154,7 @@ def sample_gallery_bank(
     collection's ids), ``n`` are drawn without replacement, and their vectors fetched.
     The keys let an item be left out of its own gallery-bank statistics.
     """
+    n = check_int(n, "gallery_sample", hint=_SAMPLE_HINT)
     ids = yield from _scroll_ids(collection, scroll_filter)
     if not ids:
         raise InputError(f"collection {collection!r} is empty: cannot sample a gallery bank from it.")
@@ -163,6 +168,8 @@ def query_bank_from_collection(
     collection: str, n: int | None = None, *, seed: int = 0, using: str | None = None, scroll_filter: Any = None
 ) -> Logic:
     """Logic: the vectors of a collection of logged queries (all, or a seeded sample of ``n``)."""
+    if n is not None:
+        n = check_int(n, "n", hint="it is the number of logged queries sampled as the query bank (None: all).")
     ids = yield from _scroll_ids(collection, scroll_filter)
     if not ids:
         raise InputError(f"collection {collection!r} is empty: it holds no logged queries.")
@@ -192,6 +199,8 @@ def build_banks(
     seeded sample of ``n`` points of ``collection`` itself as the gallery bank (their keys
     kept, so an item never counts itself).
     """
+    if gallery_sample is not None:  # checked before anything is fetched
+        check_int(gallery_sample, "gallery_sample", hint=_SAMPLE_HINT)
     if normalizer is not None:
         banks = BankSet(normalizer.query_bank, normalizer.gallery_bank, normalizer.gallery_bank_keys)
     if query_collection is not None:

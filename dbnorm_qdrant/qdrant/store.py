@@ -107,7 +107,7 @@ def _write_page(core: Core, collection: str, using: str | None, nz: BankNormaliz
     key = core.payload_key
     keys = np.fromiter((point_key(r.id) for r in todo), dtype=np.int64, count=len(todo))
     G = np.asarray([record_vector(r, using) for r in todo], dtype=np.float32)
-    st = nz.gallery_stats(G, gallery_keys=keys, activation=False)
+    st = nz.gallery_stats(G, gallery_keys=keys, activation=False, nonzero=False)  # stored vectors
     ops = []
     for i, r in enumerate(todo):
         rec = st.record(i)

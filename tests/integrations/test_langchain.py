@@ -114,7 +114,7 @@ def test_config_objects_and_banks_from_collection(store, banks, wn):
 
 def test_bad_inputs(store, banks, wn):
     emb = StoredEmbeddings(wn["vectors"])
-    with pytest.raises(TypeError, match="Qdrant-backed"):
+    with pytest.raises(InputError, match="Qdrant-backed"):
         DBNormRetriever.from_vector_store(InMemoryVectorStore(emb), banks=banks)
     no_emb = QdrantVectorStore(store.client, "lc", embedding=None, validate_embeddings=False,
                                validate_collection_config=False)
@@ -128,7 +128,7 @@ def test_bad_inputs(store, banks, wn):
         DBNormRetriever.from_client(store.client, "nope", emb, banks=banks)
     with pytest.raises(InputError, match="unknown search_kwargs"):
         DBNormRetriever.from_vector_store(store, banks=banks, search_kwargs={"fetch_k": 20})
-    with pytest.raises(TypeError, match="client must be"):
+    with pytest.raises(InputError, match="client must be"):
         DBNormRetriever.from_client(object(), "lc", emb, banks=banks)
     client = QdrantClient(":memory:")
     _collection(client, "empty")
@@ -141,3 +141,14 @@ def test_bad_inputs(store, banks, wn):
     small.add_texts(["x"])
     with pytest.raises(InputError, match="dimension"):
         DBNormRetriever.from_vector_store(small, banks=banks).invoke("x")
+
+
+def test_wrong_argument_types_are_input_errors(store, banks):
+    with pytest.raises(InputError, match="banks must be a dbnorm_qdrant.qdrant.BankSet.*BankSet.from_arrays"):
+        DBNormRetriever.from_vector_store(store, banks=np.zeros((3, 4)))
+    with pytest.raises(InputError, match="normalizer must be a BankNormalizer.*build one"):
+        DBNormRetriever.from_vector_store(store, normalizer="dualis")
+    with pytest.raises(InputError, match="params must be a Params or a dict"):
+        DBNormRetriever.from_vector_store(store, banks=banks, params="dualis")
+    with pytest.raises(InputError, match=r"params: unknown field\(s\) \['methd'\]"):
+        DBNormRetriever.from_vector_store(store, banks=banks, params={"methd": "is"})

@@ -130,9 +130,9 @@ def test_query_engine_sync_async_and_config(index, banks, wn):
 
 def test_bad_inputs(index, banks, wn):
     emb = index._embed_model
-    with pytest.raises(TypeError, match="Qdrant-backed"):
+    with pytest.raises(InputError, match="Qdrant-backed"):
         DBNormRetriever(VectorStoreIndex([], embed_model=emb), banks=banks)
-    with pytest.raises(TypeError, match="Qdrant-backed"):
+    with pytest.raises(InputError, match="Qdrant-backed"):
         DBNormPostprocessor(VectorStoreIndex([], embed_model=emb), banks=banks)
     with pytest.raises(InputError, match="no banks"):
         DBNormRetriever(index)
@@ -159,3 +159,15 @@ def test_bad_inputs(index, banks, wn):
     with pytest.raises(InputError, match="empty"):
         DBNormPostprocessor(QdrantVectorStore(collection_name="empty", client=client), query_bank=wn["QB"],
                             gallery_sample=100, params=PARAMS)
+
+
+def test_wrong_argument_types_are_input_errors(index, banks):
+    for cls in (DBNormRetriever, DBNormPostprocessor):
+        with pytest.raises(InputError, match="banks must be a dbnorm_qdrant.qdrant.BankSet.*BankSet.from_arrays"):
+            cls(index, banks=[[0.0]])
+        with pytest.raises(InputError, match="normalizer must be a BankNormalizer.*build one"):
+            cls(index, normalizer="dualis")
+        with pytest.raises(InputError, match="params must be a Params or a dict"):
+            cls(index, banks=banks, params=3)
+        with pytest.raises(InputError, match=r"params: unknown field\(s\) \['methd'\]"):
+            cls(index, banks=banks, params={"methd": "is"})

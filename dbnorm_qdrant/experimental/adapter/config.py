@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-import numpy as np
-
 from ...errors import InputError
+from ...validation import check_int, check_number
 
 __all__ = ["AdapterConfig"]
 
@@ -39,15 +37,16 @@ class AdapterConfig:
 
     def __post_init__(self) -> None:
         for name in ("hidden", "epochs", "batch_size", "num_neighbors", "sinkhorn_iters", "memory_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise InputError(f"{name} must be an integer >= 1, got {v!r}.")
+            setattr(self, name, check_int(getattr(self, name), name))
+        check_int(self.seed, "seed", low=0)
+        self.centrality_scale = check_number(self.centrality_scale, "centrality_scale")
         for name in ("lr", "logit_scale", "temperature"):
-            v = float(getattr(self, name))
-            if not math.isfinite(v) or v <= 0:
-                raise InputError(f"{name} must be positive, got {v!r}.")
-        if not 0.0 <= float(self.target_mix) <= 1.0:
-            raise InputError(f"target_mix must be in [0, 1], got {self.target_mix!r}.")
+            setattr(self, name, check_number(getattr(self, name), name, low=0.0, low_open=True))
+        for name in ("weight_decay", "uniform_weight", "neighbor_weight", "kl_weight"):
+            setattr(self, name, check_number(getattr(self, name), name, low=0.0,
+                                             hint="it weighs a loss term (0 turns it off)."))
+        self.target_mix = check_number(self.target_mix, "target_mix", low=0.0, high=1.0,
+                                       hint="it is the share of the target distribution in the mix.")
         if self.activation not in ("gelu", "relu"):
             raise InputError(f"activation must be 'gelu' or 'relu', got {self.activation!r}.")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -58,5 +57,5 @@ class AdapterConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise InputError(f"unknown adapter config keys: {sorted(unknown)}")
+            raise InputError(f"unknown adapter config keys: {sorted(unknown)}; the keys are {', '.join(sorted(known))}.")
         return cls(**d)

@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 from qdrant_client import AsyncQdrantClient, QdrantClient
 
 from dbnorm_qdrant import InputError
-from dbnorm_qdrant.core.methods import Params
+from dbnorm_qdrant.core.params import Params, as_params
 from dbnorm_qdrant.core.normalizer import BankNormalizer
 from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, raw_score
 
@@ -82,21 +82,25 @@ class DBNormRetriever(BaseRetriever):
 
     def _setup(self) -> None:
         if not isinstance(self.client, QdrantClient):
-            raise TypeError(f"client must be a qdrant_client.QdrantClient, got {type(self.client).__name__}.")
+            raise InputError(f"client must be a qdrant_client.QdrantClient, got {type(self.client).__name__}; "
+                             "pass the QdrantClient that holds the collection.")
         if self.embeddings is None or not hasattr(self.embeddings, "embed_query"):
             raise InputError("an Embeddings is required to embed the queries; pass embeddings=.")
         if not isinstance(self.k, int) or self.k < 1:
             raise InputError(f"k must be a positive integer, got {self.k!r}.")
         if self.async_client is not None and not isinstance(self.async_client, AsyncQdrantClient):
-            raise TypeError(f"async_client must be a qdrant_client.AsyncQdrantClient, got {type(self.async_client).__name__}.")
+            raise InputError(f"async_client must be a qdrant_client.AsyncQdrantClient, got "
+                             f"{type(self.async_client).__name__}; pass one, or leave async_client=None.")
         if self.vector_name == "":
             self.vector_name = None
         if self.normalizer is not None and not isinstance(self.normalizer, BankNormalizer):
-            raise TypeError(f"normalizer must be a BankNormalizer, got {type(self.normalizer).__name__}.")
+            raise InputError(f"normalizer must be a BankNormalizer, got {type(self.normalizer).__name__}; build one "
+                             "with dbnorm_qdrant.BankNormalizer(query_bank, gallery_bank, method=...).")
         if self.banks is not None and not isinstance(self.banks, BankSet):
-            raise TypeError(f"banks must be a dbnorm_qdrant.qdrant.BankSet, got {type(self.banks).__name__}.")
-        if self.params is not None and not isinstance(self.params, (Params, Mapping)):
-            raise TypeError(f"params must be a Params or a dict of its fields, got {type(self.params).__name__}.")
+            raise InputError(f"banks must be a dbnorm_qdrant.qdrant.BankSet, got {type(self.banks).__name__}; build "
+                             "one with BankSet.from_arrays(query_bank, gallery_bank).")
+        if self.params is not None:
+            as_params(self.params)  # a Params or a dict of its fields; anything else is an InputError
         unknown = set(self.search_kwargs) - set(_SEARCH_KWARGS) - {"k"}
         if unknown:
             raise InputError(f"unknown search_kwargs {sorted(unknown)}; use k, {', '.join(_SEARCH_KWARGS)}.")
@@ -141,7 +145,7 @@ class DBNormRetriever(BaseRetriever):
         except ImportError as exc:  # pragma: no cover - a dependency of this package
             raise ImportError("from_vector_store needs langchain-qdrant: pip install langchain-qdrant") from exc
         if not isinstance(vector_store, QdrantVectorStore):
-            raise TypeError(
+            raise InputError(
                 f"DBNormRetriever needs a Qdrant-backed store (langchain_qdrant.QdrantVectorStore), got "
                 f"{type(vector_store).__name__}; for other stores use a QdrantVectorStore, or from_client(client, "
                 "collection_name, embeddings)."
@@ -180,7 +184,8 @@ class DBNormRetriever(BaseRetriever):
     ) -> "DBNormRetriever":
         """A retriever over ``collection_name`` of ``client``, embedding queries with ``embeddings``."""
         if not isinstance(client, QdrantClient):
-            raise TypeError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}.")
+            raise InputError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}; "
+                             "pass the QdrantClient that holds the collection.")
         if embeddings is None:
             raise InputError("an Embeddings is required to embed the queries; pass embeddings=.")
         if query_bank is not None or query_collection is not None or gallery_sample is not None:

@@ -20,7 +20,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from qdrant_client import QdrantClient, models
 
 from dbnorm_qdrant import InputError
-from dbnorm_qdrant.core.methods import Params
+from dbnorm_qdrant.core.params import Params, as_params
 from dbnorm_qdrant.core.normalizer import BankNormalizer
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient, raw_score, vector_info
 
@@ -63,7 +63,7 @@ def qdrant_target(obj: Any, *, embed_model: Any = None) -> QdrantTarget:
         store = obj.vector_store
         index_embed = getattr(obj, "_embed_model", None)
     if not isinstance(store, QdrantVectorStore):
-        raise TypeError(
+        raise InputError(
             f"DBNorm needs a Qdrant-backed index or store (llama_index.vector_stores.qdrant.QdrantVectorStore), "
             f"got {type(store).__name__}; build the VectorStoreIndex on a QdrantVectorStore."
         )
@@ -92,11 +92,13 @@ def resolve_config(
     """Checked ``DBNormClient`` arguments (``normalizer``, ``banks``, ``params``), with banks
     built from the collections when asked."""
     if normalizer is not None and not isinstance(normalizer, BankNormalizer):
-        raise TypeError(f"normalizer must be a BankNormalizer, got {type(normalizer).__name__}.")
+        raise InputError(f"normalizer must be a BankNormalizer, got {type(normalizer).__name__}; build one with "
+                         "dbnorm_qdrant.BankNormalizer(query_bank, gallery_bank, method=...).")
     if banks is not None and not isinstance(banks, BankSet):
-        raise TypeError(f"banks must be a dbnorm_qdrant.qdrant.BankSet, got {type(banks).__name__}.")
-    if params is not None and not isinstance(params, (Params, Mapping)):
-        raise TypeError(f"params must be a Params or a dict of its fields, got {type(params).__name__}.")
+        raise InputError(f"banks must be a dbnorm_qdrant.qdrant.BankSet, got {type(banks).__name__}; build one "
+                         "with BankSet.from_arrays(query_bank, gallery_bank).")
+    if params is not None:
+        params = as_params(params)  # a Params or a dict of its fields; anything else is an InputError
     if query_bank is not None or query_collection is not None or gallery_sample is not None:
         if normalizer is not None:
             params = normalizer.params if params is None else params
