@@ -142,11 +142,11 @@ class DBNormEdgeShard(_ShardAPI):
         vec, using = got
         wp = r.with_payload
         hidden = wp if isinstance(wp, qe.PayloadSelector) else None
-        req = models.QueryRequest.model_construct(
+        req = cv.query_request(
             query=vec.tolist(), using=using or self.using, filter=cv.from_filter(r.filter),
             params=cv.from_search_params(r.params), limit=r.limit, offset=r.offset or None,
             with_payload=False if hidden is not None else wp, with_vector=r.with_vector,
-            score_threshold=r.score_threshold, prefetch=None, lookup_from=None, shard_key=None)
+            score_threshold=r.score_threshold)
         return req, hidden
 
     def _points(self, res: models.QueryResponse, hidden: Any) -> list[ScoredPoint]:
