@@ -38,6 +38,7 @@ def add_parser(sub: Any) -> None:
     o.add_qdrant_opts(p, required=False)
     o.add_top_k_opt(p, 100, "; with --collection: results fetched per query, at least 10")
     o.add_candidates_opt(p)
+    o.add_mode_opt(p)
     o.add_batch_opts(p)
     o.add_output_opts(p)
     p.set_defaults(func=run)
@@ -87,7 +88,8 @@ def _through_qdrant(args: argparse.Namespace, Q: np.ndarray, bank_set: Any, stor
                              f"{size}; use queries from the collection's embedding model.")
         n = q.count(args.collection)
         params, _ = c.params(args, bank_set, stored, paired)
-        db = DBNormClient(q.client, bank_set.normalizer(params, unit=dist == "Cosine"), candidates=args.candidates)
+        db = DBNormClient(q.client, bank_set.normalizer(params, unit=dist == "Cosine"), candidates=args.candidates,
+                          mode=args.mode)
         out: dict[str, Any] = {}
         for name, rerank, p in (("none", False, Params(method="none")), (key, True, params)):
             if name == key and p.method == "none":

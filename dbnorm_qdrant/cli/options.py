@@ -26,7 +26,7 @@ HUB_K = 10
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
 __all__ = ["PROG", "HUB_K", "FORMATTER", "Parser", "positive_int", "add_output_opts", "add_qdrant_opts", "add_engine_opt",
-           "add_bank_opts", "add_method_opts", "add_batch_opts", "add_candidates_opt", "add_top_k_opt",
+           "add_bank_opts", "add_method_opts", "add_batch_opts", "add_candidates_opt", "add_mode_opt", "add_top_k_opt",
            "add_json_opt"]
 
 
@@ -119,6 +119,13 @@ def add_candidates_opt(p: argparse.ArgumentParser, default: int | None = None) -
     doc = f"(default {default})" if default else "(default: the client's, max(4 x top-k, 100))"
     p.add_argument("--candidates", type=positive_int, default=default, metavar="N",
                    help=f"raw candidates fetched from Qdrant and reranked per query {doc}")
+
+
+def add_mode_opt(p: argparse.ArgumentParser) -> None:
+    """``--mode``: the path of a reranked query through a collection (DBNormClient's ``mode``)."""
+    p.add_argument("--mode", choices=("auto", "client", "server", "index"), default="auto",
+                   help="with --collection: how queries are normalised: auto (default), client (rerank here), "
+                        "server (formula in Qdrant), index (the index vector of `stats precompute --index`)")
 
 
 def add_top_k_opt(p: argparse.ArgumentParser, default: int, doc: str = "") -> None:

@@ -40,6 +40,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--gallery", metavar="G.npy", help="rerank against this matrix instead of a collection")
     o.add_top_k_opt(p, 10)
     o.add_candidates_opt(p)
+    o.add_mode_opt(p)
     o.add_batch_opts(p)
     o.add_json_opt(p, "print a JSON summary")
     o.add_bank_opts(p)
@@ -193,7 +194,8 @@ def _through_qdrant(args: argparse.Namespace, out: Path, fmt: str) -> int:
             total, batches = len(Q), array_batches(Q, args.batch_size)
         c.check_dim(bank_set, size, args.collection)
         params, _ = c.params(args, bank_set, stored, paired)
-        db = DBNormClient(q.client, bank_set.normalizer(params, unit=dist == "Cosine"), candidates=args.candidates)
+        db = DBNormClient(q.client, bank_set.normalizer(params, unit=dist == "Cosine"), candidates=args.candidates,
+                          mode=args.mode)
         with row_writer(out, fmt) as w, c.progress(args, total=total, desc="rerank", unit="q") as bar:
             for qids, resp in search_lists(db, args.collection, batches, top_k=args.top_k, using=args.using,
                                            bar=bar, rerank=True, candidates=args.candidates, with_raw_score=True):

@@ -33,6 +33,9 @@ def add_parser(sub: Any) -> None:
         if name == "precompute":
             p.add_argument("--page-size", type=o.positive_int, default=256, help="points per page (default 256)")
             p.add_argument("--force", action="store_true", help="recompute even current statistics")
+            p.add_argument("--index", action="store_true",
+                           help="also write the index vector that --mode index / mode='index' searches "
+                                "(a named vector of size d+1; docs/index.md)")
         o.add_json_opt(p)
         o.add_output_opts(p)
         p.set_defaults(func=func)
@@ -63,15 +66,19 @@ def run_precompute(args: argparse.Namespace) -> int:
     with _collection_db(args) as (db, nz):
         t0 = time.perf_counter()
         rep = db.precompute(args.collection, using=args.using, page_size=args.page_size, force=args.force,
-                            progress=not args.quiet)
+                            progress=not args.quiet, index=args.index)
         dt = time.perf_counter() - t0
     out = {"collection": args.collection, "fingerprint": rep.fingerprint, "written": rep.written,
            "skipped": rep.skipped, "seconds": round(dt, 3), "params": nz.params.to_dict(), "payload_key": args.payload_key}
+    if args.index:
+        out.update(index_name=rep.index_name, index_written=rep.index_written, index_skipped=rep.index_skipped)
     if args.json:
         c.emit_json(out)
     else:
         print(f"{args.collection}: wrote statistics of {rep.written} points, {rep.skipped} already current "
               f"(fingerprint {rep.fingerprint}, payload key {args.payload_key!r}) in {dt:.1f}s")
+        if args.index:
+            print(f"  index vector {rep.index_name!r}: {rep.index_written} written, {rep.index_skipped} present")
     return 0
 
 
@@ -101,18 +108,23 @@ def run_status(args: argparse.Namespace) -> int:
             expected, params = nz.fingerprint, nz.params
         total = q.count(args.collection)
         fps = _fingerprints(args, q, total)
+        indexes = _index_vectors(q, args.collection)
     missing = fps.pop(None, 0)
     with_stats = sum(fps.values())
     out: dict[str, Any] = {
         "collection": args.collection, "points": total, "payload_key": args.payload_key,
         "with_stats": with_stats, "missing": missing, "fingerprints": dict(fps.most_common()),
-        "coverage": (with_stats / total) if total else 0.0,
+        "coverage": (with_stats / total) if total else 0.0, "index_vectors": indexes,
     }
     if expected is not None:
         current = fps.get(expected, 0)
         out.update(fingerprint=expected, current=current, stale=with_stats - current,
                    coverage=(current / total) if total else 0.0, params=params.to_dict(),
                    up_to_date=current == total)
+        from ..core.index import index_name
+
+        out["index_vector"] = index_name(expected, args.using)
+        out["index_current"] = out["index_vector"] in indexes
         if params.gated:
             out["activation_flags"] = (f"{params.method} gates on activation sets that go stale when points are added; "
                                        f"run `{o.PROG} stats refresh` after adding points")
@@ -134,6 +146,19 @@ def _print_status(args: argparse.Namespace, out: dict[str, Any], fps: Counter, e
         print(f"  with statistics: {out['with_stats']} ({out['coverage']:.1%})   missing: {out['missing']}")
     for fp, n in fps.most_common(5):
         print(f"  fingerprint {fp}: {n} points")
+    if expected is not None:
+        state = "present" if out["index_current"] else f"absent (`{o.PROG} stats precompute --index` writes it)"
+        print(f"  index vector {out['index_vector']}: {state}")
+    if out["index_vectors"]:
+        print(f"  index vectors in the collection: {', '.join(out['index_vectors'])}")
+
+
+def _index_vectors(q: Qdrant, collection: str) -> list[str]:
+    """The names of the collection's index vectors (``precompute --index``; docs/index.md)."""
+    from ..core.index import INDEX_PREFIX
+
+    vectors = q.client.get_collection(collection).config.params.vectors
+    return sorted(k for k in vectors if k.startswith(INDEX_PREFIX)) if isinstance(vectors, dict) else []
 
 
 def run_refresh(args: argparse.Namespace) -> int:

@@ -38,9 +38,17 @@ of N and a ``FormulaQuery`` (plus a raw top-1 query for ``dis``/``dualdis``, who
 gates are decided on the client). A candidate without current statistics makes that
 query fall back to the client path. Centering always runs on the client.
 
+Index vector
+------------
+``precompute(collection, index=True)`` also writes a named vector ``[g, -bias(g)]`` per
+point; ``mode="index"`` then searches it with ``[q, 1]`` (one Qdrant query over the whole
+collection, no rerank: docs/index.md), and ``mode="auto"`` uses it when it is current
+(else the paths above; a stale one is logged). ``dis``/``dualdis`` take their candidates
+from it and are reranked on the client. ``drop_index`` removes it.
+
 Per-call options (keyword arguments of ``query_points`` / ``query_batch_points`` /
 ``search``): ``rerank=False``; ``candidates=N``; ``method=``, ``beta_q=``, ``beta_g=``
-or ``params=`` (a Params or dict); ``mode=`` (``auto``/``client``/``server``);
+or ``params=`` (a Params or dict); ``mode=`` (``auto``/``client``/``server``/``index``);
 ``with_raw_score=True``.
 
 Queries that cannot be reranked raise :class:`~dbnorm_qdrant.InputError` naming the
@@ -74,6 +82,7 @@ from .core import Core
 from .query import query_logic
 from .planning import Overrides, Spec, extra_kwargs, spec_from_kwargs
 from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
+from .index_store import drop_index_logic
 from .store import PrecomputeReport, precompute_logic, refresh_logic
 
 __all__ = ["DBNormClient", "AsyncDBNormClient", "CollectionConfig", "Settings"]
@@ -131,6 +140,14 @@ class _Base:
     def forget(self, collection: str) -> None:
         """Drop cached statistics, activation sets and metadata of a collection."""
         self.core.forget(collection)
+
+    def _drop(self, collection: str, using: str | None, params: Any, every: bool) -> Logic:
+        if every:
+            return (yield from drop_index_logic(self.core, collection, None))
+        info = yield from self.core.info_logic(collection, using)
+        nz = self.core.normalizer(collection, info, Overrides(params=params))
+        _, name = self.core.index_status(collection, info, nz)
+        return (yield from drop_index_logic(self.core, collection, name))
 
     def __getattr__(self, name: str) -> Any:  # everything else: the wrapped client's
         try:
@@ -224,10 +241,18 @@ class DBNormClient(_Base, _SyncAPI):
                                  seed=seed), self.client)
 
     def precompute(self, collection_name: str, *, using: str | None = None, params: Any = None,
-                   page_size: int = 256, force: bool = False, progress: bool = True) -> PrecomputeReport:
-        """Store every point's statistics in its payload under the reserved key (resumable)."""
+                   page_size: int = 256, force: bool = False, progress: bool = True,
+                   index: bool = False) -> PrecomputeReport:
+        """Store every point's statistics in its payload under the reserved key (resumable);
+        ``index=True``: also the index vector of ``mode="index"`` (docs/index.md)."""
         return drive(precompute_logic(self.core, collection_name, using=using, params=params, page_size=page_size,
-                                      force=force, progress=progress), self.client)
+                                      force=force, progress=progress, index=index), self.client)
+
+    def drop_index(self, collection_name: str, *, using: str | None = None, params: Any = None,
+                   every: bool = False) -> list[str]:
+        """Delete this normaliser's index vector (``every=True``: every ``_dbnorm_*`` index
+        vector) from the collection; returns the names deleted. User vectors are untouched."""
+        return drive(self._drop(collection_name, using, params, every), self.client)
 
     def refresh(self, collection_name: str, *, using: str | None = None, params: Any = None) -> PrecomputeReport:
         """Recompute the activation sets (dis/dualdis) and rewrite the stored flags that changed."""
@@ -267,9 +292,14 @@ class AsyncDBNormClient(_Base, _AsyncAPI):
                                         using=using, seed=seed), self.client)
 
     async def precompute(self, collection_name: str, *, using: str | None = None, params: Any = None,
-                         page_size: int = 256, force: bool = False, progress: bool = True) -> PrecomputeReport:
+                         page_size: int = 256, force: bool = False, progress: bool = True,
+                         index: bool = False) -> PrecomputeReport:
         return await adrive(precompute_logic(self.core, collection_name, using=using, params=params, page_size=page_size,
-                                             force=force, progress=progress), self.client)
+                                             force=force, progress=progress, index=index), self.client)
+
+    async def drop_index(self, collection_name: str, *, using: str | None = None, params: Any = None,
+                         every: bool = False) -> list[str]:
+        return await adrive(self._drop(collection_name, using, params, every), self.client)
 
     async def refresh(self, collection_name: str, *, using: str | None = None, params: Any = None) -> PrecomputeReport:
         return await adrive(refresh_logic(self.core, collection_name, using=using, params=params), self.client)

@@ -21,7 +21,7 @@ from ..errors import InputError
 
 __all__ = ["Settings", "CollectionConfig", "VectorInfo", "vector_info", "as_params", "MODES", "DISTANCES"]
 
-MODES = ("auto", "client", "server")
+MODES = ("auto", "client", "server", "index")
 #: the Qdrant distances bank normalisation supports (Manhattan has no dot/softmax form)
 DISTANCES = ("Cosine", "Dot", "Euclid")
 
@@ -80,8 +80,10 @@ class CollectionConfig:
     candidates:
         N, the raw candidates reranked per query (default ``max(4 * limit, 100)``).
     mode:
-        ``"auto"`` (server-side rescoring once the payload holds current statistics,
-        else client-side), ``"client"`` or ``"server"`` (server-side whenever possible).
+        ``"auto"`` (the index vector when the collection has a current one, else
+        server-side rescoring once the payload holds current statistics, else
+        client-side), ``"client"``, ``"server"`` (server-side whenever possible) or
+        ``"index"`` (always the index vector of ``precompute(..., index=True)``; docs/index.md).
     enabled:
         False: queries on this collection pass straight through.
     """
@@ -122,7 +124,7 @@ class Settings:
     candidates:
         Default N (raw candidates per query); ``None``: ``max(4 * (limit + offset), 100)``.
     mode:
-        ``"auto"``, ``"client"`` or ``"server"`` (see :mod:`~.client`).
+        ``"auto"``, ``"client"``, ``"server"`` or ``"index"`` (see :mod:`~.client`, docs/index.md).
     payload_key:
         The reserved payload key for stored statistics (the only key ever written).
     cache_size:

@@ -9,6 +9,7 @@ statistics cache, collection metadata, normalizers, activation sets) and plans e
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 from typing import Any, Sequence
@@ -17,6 +18,7 @@ import numpy as np
 from qdrant_client import models
 
 from ..banks import BankSet
+from ..core.index import INDEX_PREFIX, index_form, index_name
 from ..core.methods import Params, bias
 from ..core.normalizer import BankNormalizer
 from ..core.spec import stat_fields
@@ -29,6 +31,8 @@ from .planning import REQUEST_FIELD, Overrides, Plan, Spec, query_vector
 from .sources import point_key, record_vector, scroll_pages, vector_selector
 
 __all__ = ["Core"]
+
+logger = logging.getLogger(__name__)
 
 #: (collection, vector name, fingerprint): what activation sets, payload state and warmth are kept by
 StateKey = tuple[str, "str | None", str]
@@ -52,6 +56,9 @@ class Core:
         self._act: dict[StateKey, tuple[frozenset[int], frozenset[int]]] = {}
         self._payload_ready: set[StateKey] = set()
         self._warm: dict[StateKey, bool] = {}
+        #: collection -> its vector names and (size, distance), read with the collection's description
+        self._names: dict[str, dict[str, tuple[int, str]]] = {}
+        self._stale_warned: set[StateKey] = set()
 
     # ------------------------------------------------------------- configuration
     def configure(self, collection: str, config: CollectionConfig | None = None, **changes: Any) -> None:
@@ -124,6 +131,7 @@ class Core:
             self._act = {k: v for k, v in self._act.items() if k[0] != collection}
             self._payload_ready = {k for k in self._payload_ready if k[0] != collection}
             self._warm = {k: v for k, v in self._warm.items() if k[0] != collection}
+            self._names.pop(collection, None)
 
     # --------------------------------------------------------------- collections
     def info_logic(self, collection: str, using: str | None) -> Logic:
@@ -138,7 +146,34 @@ class Core:
         info = vector_info(desc, collection, using)
         with self._lock:
             self._info[ck] = info
+            self.set_names(collection, desc)
         return info
+
+    def set_names(self, collection: str, desc: Any) -> None:
+        """Record a collection's dense vector names (from its ``get_collection`` description)."""
+        vectors = desc.config.params.vectors
+        if not isinstance(vectors, dict):
+            vectors = {"": vectors} if vectors is not None else {}
+        self._names[collection] = {
+            k: (int(v.size), v.distance.value if hasattr(v.distance, "value") else str(v.distance))
+            for k, v in vectors.items()
+        }
+
+    def names(self, collection: str) -> dict[str, tuple[int, str]]:
+        """The vector names of a collection as last read (``{}``: not read yet)."""
+        return self._names.get(collection, {})
+
+    def index_status(self, collection: str, info: VectorInfo, nz: BankNormalizer) -> tuple[str, str]:
+        """``(status, name)`` of the index vector of ``nz`` for ``info``: ``"current"`` (the
+        collection has it), ``"stale"`` (it has index vectors of other normalisers only) or
+        ``"none"``; ``name`` is the index vector's name (docs/index.md)."""
+        name = index_name(nz.fingerprint, info.using)
+        names = self.names(collection)
+        if name in names:
+            return "current", name
+        if any(k.startswith(INDEX_PREFIX) for k in names):
+            return "stale", name
+        return "none", name
 
     # ---------------------------------------------------------------- normalizers
     def normalizer(self, collection: str, info: VectorInfo, ov: Overrides | None = None) -> BankNormalizer:
@@ -227,12 +262,47 @@ class Core:
             raise InputError("centering needs the query vector: query by vector, not by point id.")
         n = self.candidates(collection, spec.limit, spec.offset, ov)
         mode = self.mode(collection, ov)
-        if nz.params.center:
+        if mode == "index":
+            self._check_index(collection, info, nz, q)
+        elif nz.params.center:
             mode = "client"
         elif mode == "auto":
-            mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
+            mode = self._auto_index(collection, info, nz, q)
+            if mode is None:
+                mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
         pinned = self.mode(collection, ov) == "client"
         return Plan(spec, info, nz, q, n, mode, self.stat_fields(nz), raw_score=ov.with_raw_score, pinned=pinned)
+
+    def _check_index(self, collection: str, info: VectorInfo, nz: BankNormalizer, q: Any) -> None:
+        """``mode="index"``: refuse a query the index cannot answer, naming the fix."""
+        index_form(nz.params, info.distance)
+        if q is None:
+            raise InputError("mode='index' needs the query vector: query by vector, not by point id (or use "
+                             "mode='client').")
+        status, name = self.index_status(collection, info, nz)
+        if status != "current":
+            what = ("only index vectors of other banks or parameters (stale: the normaliser's fingerprint "
+                    "changed)" if status == "stale" else "no index vector")
+            raise InputError(
+                f"mode='index': collection {collection!r} has {what} for this normaliser (wanted {name!r}); build "
+                "it with DBNormClient.precompute(collection, index=True) or `dbnorm-qdrant stats precompute "
+                "--index`, or use mode='auto'."
+            )
+
+    def _auto_index(self, collection: str, info: VectorInfo, nz: BankNormalizer, q: Any) -> str | None:
+        """``mode="auto"``: ``"index"`` when the collection has a current index vector, else
+        ``None`` (a stale one is logged once, then the rerank paths serve the query)."""
+        if q is None or info.distance not in ("Cosine", "Dot"):
+            return None
+        status, name = self.index_status(collection, info, nz)
+        if status == "current":
+            return "index"
+        sk = (collection, info.using, nz.fingerprint)
+        if status == "stale" and sk not in self._stale_warned:
+            self._stale_warned.add(sk)
+            logger.warning("collection %r has index vectors of other normalisers but not %r (stale): queries fall "
+                           "back to the rerank path; run precompute(..., index=True) to rebuild it.", collection, name)
+        return None
 
     # ---------------------------------------------------------------- activation
     def activation_logic(self, collection: str, info: VectorInfo, nz: BankNormalizer, refresh: bool = False) -> Logic:

@@ -162,7 +162,7 @@ _NO_OVERRIDES = Overrides()
 @dataclass
 class Plan:
     """One query as the layer runs it: its spec, target vector, normalizer, query vector
-    (``None`` for a query by point id), N, path (``"client"``/``"server"``), the statistics
+    (``None`` for a query by point id), N, path (``"client"``/``"server"``/``"index"``), the statistics
     fields it reads, and (once done) its result."""
 
     spec: Spec

@@ -17,9 +17,10 @@ from typing import Any, Sequence
 from qdrant_client import models
 from qdrant_client.http.models import QueryResponse
 
+from ..core.index import INDEX_PREFIX
 from .planning import Plan, Spec
 
-__all__ = ["raw_score", "build_result", "empty_result", "RAW_SCORE"]
+__all__ = ["raw_score", "build_result", "empty_result", "strip_index_vectors", "RAW_SCORE"]
 
 #: the field of ``payload[payload_key]`` that holds the raw score (``with_raw_score=True``)
 RAW_SCORE = "raw_score"
@@ -67,11 +68,22 @@ def _payload(payload: dict | None, user: Any, key: str, raw: float | None) -> di
     return out
 
 
+def strip_index_vectors(vector: Any) -> Any:
+    """A returned point's vectors without the layer's index vectors (docs/index.md); a lone
+    unnamed vector comes back bare, as Qdrant returns it when it is the only one."""
+    if not isinstance(vector, dict) or not any(k.startswith(INDEX_PREFIX) for k in vector):
+        return vector
+    out = {k: v for k, v in vector.items() if not k.startswith(INDEX_PREFIX)}
+    return out[""] if set(out) == {""} else out
+
+
 def _vector(vector: Any, user: Any) -> Any:
     if user is False or user is None:
         return None
-    if user is True or not isinstance(vector, dict):
+    if not isinstance(vector, dict):
         return vector
+    if user is True:
+        return strip_index_vectors(vector)
     return {k: v for k, v in vector.items() if k in user}
 
 
@@ -107,7 +119,7 @@ def _finish_points(pts: list[Any], scores: list[float], s: Spec, key: str, raws:
     wp, wv = s.with_payload, s.with_vector
     keep_p = wp is True and raws is None  # as Qdrant returned it, the reserved key included
     no_v = wv is False or wv is None
-    strip_v = not no_v and wv is not True
+    strip_v = not no_v  # a list: what it names; True: all but the index vectors
     for i, pt in enumerate(pts):
         pt.score = scores[i]
         if not keep_p:

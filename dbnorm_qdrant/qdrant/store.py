@@ -12,6 +12,9 @@ bank vector. They are computed with Qdrant (one query per bank vector, limit k) 
 stored with the statistics. Adding points can make them stale (a new point may enter a
 bank item's top-k, pushing an old one out); the per-item softmax statistics never go
 stale. :func:`refresh_logic` recomputes the sets and rewrites the flags that changed.
+
+With ``index=True`` the precompute also writes the index vector (:mod:`.index_store`,
+docs/index.md), and :func:`refresh_logic` writes it for points that lack it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..core.normalizer import BankNormalizer
 from ..core.params import Params
 from ..errors import InputError
 from ._io import Call, Logic
+from .index_store import check_index_logic, create_logic, names_logic, write_index_logic
 from .planning import Overrides
 from .sources import point_key, record_vector, scroll_pages, vector_selector
 
@@ -42,12 +46,16 @@ def _gates_gallery(p: Params) -> bool:
 
 @dataclass
 class PrecomputeReport:
-    """What a precompute did: points written, points skipped (already current)."""
+    """What a precompute did: points written, points skipped (already current); with the
+    index, its vector's name and the index rows written and skipped."""
 
     fingerprint: str
     written: int = 0
     skipped: int = 0
     flags_changed: int = 0
+    index_name: str | None = None
+    index_written: int = 0
+    index_skipped: int = 0
 
 
 def precompute_logic(
@@ -59,14 +67,20 @@ def precompute_logic(
     page_size: int = 256,
     force: bool = False,
     progress: bool = True,
+    index: bool = False,
 ) -> Logic:
-    """Logic: store every point's statistics in its payload (see the module docs); resumable."""
+    """Logic: store every point's statistics in its payload (see the module docs); resumable.
+    ``index=True``: the index vector too (checked, and its name added, before any write)."""
     from tqdm.auto import tqdm
 
     key = core.payload_key
     info = yield from core.info_logic(collection, using)
     nz = core.normalizer(collection, info, Overrides(params=params))
     fp = nz.fingerprint
+    name = None
+    if index:
+        name = yield from check_index_logic(core, collection, info, nz)
+        yield from create_logic(collection, info, name, core.names(collection))
     sets = None
     if nz.params.gated:
         sets = yield from core.activation_logic(collection, info, nz, refresh=force)
@@ -97,6 +111,11 @@ def precompute_logic(
     finally:
         bar.close()
     core.mark_payload_ready((collection, info.using, fp))
+    if name is not None:
+        rep.index_name = name
+        rep.index_written, rep.index_skipped = yield from write_index_logic(
+            core, collection, info, nz, name, page_size=page_size, progress=progress)
+        yield from names_logic(core, collection)
     return rep
 
 
@@ -122,7 +141,9 @@ def _write_page(core: Core, collection: str, using: str | None, nz: BankNormaliz
 
 
 def refresh_logic(core: Core, collection: str, *, using: str | None = None, params: Any = None, page_size: int = 1024) -> Logic:
-    """Recompute the activation sets with Qdrant and rewrite the stored flags that changed.
+    """Recompute the activation sets with Qdrant and rewrite the stored flags that changed;
+    when the collection has this normaliser's index vector, write it for the points that
+    lack it (points upserted after the precompute).
 
     Only the ``act_q``/``act_g`` fields inside the reserved key change (``SetPayload``
     with ``key=``); points without stored statistics are left alone.
@@ -131,6 +152,12 @@ def refresh_logic(core: Core, collection: str, *, using: str | None = None, para
     info = yield from core.info_logic(collection, using)
     nz = core.normalizer(collection, info, Overrides(params=params))
     rep = PrecomputeReport(nz.fingerprint)
+    yield from names_logic(core, collection)
+    status, name = core.index_status(collection, info, nz)
+    if status == "current":
+        rep.index_name = name
+        rep.index_written, rep.index_skipped = yield from write_index_logic(
+            core, collection, info, nz, name, page_size=page_size)
     if not nz.params.gated:
         return rep
     sets = yield from core.activation_logic(collection, info, nz, refresh=True)
