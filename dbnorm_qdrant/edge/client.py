@@ -114,7 +114,8 @@ class EdgeClient:
     Supported: ``collection_exists``, ``get_collections``, ``get_collection``, ``create_collection``,
     ``delete_collection``, ``upsert``, ``upload_collection``, ``delete``, ``set_payload``,
     ``overwrite_payload``, ``delete_payload``, ``batch_update_points``,
-    ``create_payload_index``, ``count``, ``scroll``, ``retrieve``, ``query_points``,
+    ``create_payload_index``, ``create_vector_name``, ``update_vectors``, ``delete_vector_name``,
+    ``count``, ``scroll``, ``retrieve``, ``query_points``,
     ``query_batch_points``, ``close``. What the engine lacks (shard keys, ``lookup_from``,
     geo conditions, grouped queries, ...) raises :class:`InputError` naming it.
     """
@@ -389,6 +390,62 @@ class EdgeClient:
         return self._apply(collection_name, [U.delete_points(ids) if flt is None else U.delete_points_by_filter(flt)],
                            "delete")
 
+    # ------------------------------------------------------------------ named vectors
+    def create_vector_name(self, collection_name: str, vector_name: str, vector_name_config: Any,
+                           wait: bool = True, **_: Any) -> models.UpdateResult:
+        """Add a dense named vector (``DenseVectorNameConfig``) to an existing collection; the
+        other vectors and the payload are untouched, and the points have no value for it until
+        :meth:`update_vectors`. The engine records it in ``<dir>/edge_config.json``, so a shard
+        opened later knows it; a wrapped shard's vectors are updated in this client."""
+        c = self._coll(collection_name)
+        dense = getattr(vector_name_config, "dense", None)
+        if dense is None:
+            raise cv._unsupported("create_vector_name of a sparse vector")
+        if dense.multivector_config is not None or dense.datatype is not None:
+            raise cv._unsupported("create_vector_name with multivector_config / datatype")
+        if not isinstance(vector_name, str) or not vector_name or vector_name in c.sparse:
+            raise InputError(f"cannot add the vector {vector_name!r} to collection {collection_name!r}: give a "
+                             f"non-empty name that is not one of its sparse vectors {c.sparse}.")
+        dist = dense.distance.value if hasattr(dense.distance, "value") else str(dense.distance)
+        if dist not in cv.DISTANCE:
+            raise InputError(f"distance must be one of {sorted(cv.DISTANCE)}, got {dist!r}.")
+        res = self._apply(collection_name, [qe.UpdateOperation.create_dense_vector(
+            vector_name, int(dense.size), cv.DISTANCE[dist])], "create_vector_name")
+        c.dense[vector_name] = (int(dense.size), dist)
+        return res
+
+    def delete_vector_name(self, collection_name: str, vector_name: str, wait: bool = True,
+                           **_: Any) -> models.UpdateResult:
+        """Remove a dense named vector (its values on every point) from a collection."""
+        c = self._coll(collection_name)
+        if vector_name not in c.dense:  # the engine would accept any name silently
+            raise InputError(f"collection {collection_name!r} has no vector {vector_name!r}; its vectors are "
+                             f"{sorted(c.dense)}.")
+        res = self._apply(collection_name, [qe.UpdateOperation.delete_vector_name(vector_name)], "delete_vector_name")
+        del c.dense[vector_name]
+        return res
+
+    def update_vectors(self, collection_name: str, points: Sequence[models.PointVectors], wait: bool = True,
+                       update_filter: Any = None, **_: Any) -> models.UpdateResult:
+        """Set the named vectors given for existing points (their other vectors and payload
+        untouched). Checked first (names, sizes, that every id exists), so a bad point leaves
+        the shard unchanged (the engine would stop half-way)."""
+        c = self._coll(collection_name)
+        pvs, ids = [], []
+        for p in points:
+            v = cv.to_vector(p.vector)
+            self._check_vectors(c, collection_name, v)
+            pvs.append(qe.PointVectors(p.id, v))
+            ids.append(p.id)
+        with engine_errors(f"retrieve on collection {collection_name!r}"):
+            found = {_id_key(r.id) for r in c.shard.retrieve(ids, False, False)}
+        missing = [i for i in ids if _id_key(i) not in found]
+        if missing:
+            raise InputError(f"update_vectors: point {missing[0]!r} does not exist in collection "
+                             f"{collection_name!r}; upsert it first. Nothing was written.")
+        return self._apply(collection_name, [qe.UpdateOperation.update_vectors(pvs, cv.to_filter(update_filter))],
+                           "update_vectors")
+
     def create_payload_index(self, collection_name: str, field_name: str, field_schema: Any = None,
                              wait: bool = True, **_: Any) -> models.UpdateResult:
         """A payload index (``keyword``, ``integer``, ``float``, ``bool``, ...) on a field."""
@@ -483,6 +540,11 @@ class EdgeClient:
         with engine_errors(f"a batch query on collection {collection_name!r}"):
             res = c.shard.query_batch(qe.QueryBatchRequest(ers))
         return [cv.query_response([cv.scored_point(p) for p in r]) for r in res]
+
+
+def _id_key(pid: Any) -> Any:
+    """A point id comparable across its forms (UUID object, UUID string in any case, int)."""
+    return str(uuid.UUID(str(pid))) if isinstance(pid, (str, uuid.UUID)) else pid
 
 
 def _ids(points: Any) -> Any:

@@ -11,8 +11,9 @@ score threshold, payload and vector selectors) and run by the same
 :class:`~.client.EdgeClient` that wraps the shard: the same candidates, statistics cache,
 payload statistics, fingerprints, staleness rules and both rerank paths
 (``mode="client"``: the rerank in this process with the kernels; ``mode="server"``: a
-prefetch and a formula inside the engine; ``"auto"``: the server path once
-:meth:`precompute` has stored current statistics).
+prefetch and a formula inside the engine; ``mode="index"``: one engine query on the index
+vector that ``precompute(index=True)`` adds, docs/index.md; ``"auto"``: the index when it
+is current, else the server path once :meth:`precompute` has stored current statistics).
 
 The engine's ``ScoredPoint`` cannot be built (nor changed) from Python, so the results are
 :class:`ScoredPoint` objects of this module with the same attributes. Everything else
@@ -75,7 +76,8 @@ class DBNormEdgeShard(_ShardAPI):
     candidates:
         N, the raw candidates reranked per query (at least ``limit + offset``).
     mode:
-        ``"auto"`` (default), ``"client"`` or ``"server"``.
+        ``"auto"`` (default), ``"client"``, ``"server"`` or ``"index"`` (needs
+        ``precompute(index=True)``; docs/index.md).
     using:
         The vector queries target when the request names none (``None``: the unnamed one).
     config, path, distance:
@@ -211,16 +213,24 @@ class DBNormEdgeShard(_ShardAPI):
                 self.client.create_payload_index(self.collection, field, kind)
 
     def precompute(self, *, params: Any = None, page_size: int = 256, force: bool = False,
-                   progress: bool = True) -> PrecomputeReport:
+                   progress: bool = True, index: bool = False) -> PrecomputeReport:
         """Store every point's statistics under :attr:`payload_key` (resumable; no other key
-        changes) and index the statistics fields (see docs/edge.md)."""
+        changes) and index the statistics fields (see docs/edge.md). ``index=True``: also
+        the index vector of ``mode="index"`` (a named ``d + 1`` Dot vector added to the
+        shard; docs/index.md)."""
         self._check_own_key()
         rep = self.db.precompute(self.collection, using=self.using, params=params, page_size=page_size, force=force,
-                                 progress=progress)
+                                 progress=progress, index=index)
         self._index_statistics(params)
         return rep
 
+    def drop_index(self, *, params: Any = None, every: bool = False) -> list[str]:
+        """Delete this normaliser's index vector (``every=True``: every ``_dbnorm_*`` one);
+        returns the names deleted. The shard's own vectors are untouched."""
+        return self.db.drop_index(self.collection, using=self.using, params=params, every=every)
+
     def refresh(self, *, params: Any = None) -> PrecomputeReport:
-        """Recompute the activation sets (dis/dualdis) and rewrite the stored flags that changed."""
+        """Recompute the activation sets (dis/dualdis) and rewrite the stored flags that
+        changed; points added since ``precompute(index=True)`` get their index vector."""
         return self.db.refresh(self.collection, using=self.using, params=params)
 

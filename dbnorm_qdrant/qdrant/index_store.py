@@ -9,7 +9,7 @@ are skipped, so an interrupted run resumes, and :meth:`DBNormClient.refresh` use
 pass to give points upserted later their row. Everything that would make the index wrong
 is refused before anything is written: centering, a distance that is not an inner product
 (Euclid), a name taken by a vector that is not an index vector, zero vectors under Cosine,
-a client that cannot add a named vector (the edge driver today).
+a client that cannot add a named vector.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def create_logic(collection: str, info: VectorInfo, name: str, names: dict[str, 
     except AttributeError:
         raise InputError(
             "this client cannot add a named vector to an existing collection (create_vector_name), so index mode "
-            "is not supported on it (the edge driver, today); use mode='client' or 'server'."
+            "is not supported on it; use mode='client' or 'server'."
         ) from None
 
 

@@ -140,6 +140,35 @@ def test_server_mode_runs_a_formula_in_the_engine(shard, data, monkeypatch):
         np.testing.assert_allclose([p.score for p in a], [p.score for p in b], rtol=1e-5, atol=1e-5)
 
 
+def test_index_mode_equals_the_client_rerank_and_survives_a_reload(shard, data):
+    s, _, path = shard
+    es = _wrap(shard, data, path=path, config=None)
+    before = {r.id: r.vector["v"] for r in s.scroll(qe.ScrollRequest(limit=1000, with_vector=True))[0]}
+    rep = es.precompute(progress=False, index=True)
+    assert rep.index_written == 400 and rep.index_name in json.loads((path / "edge_config.json").read_text())["vectors"]
+    reqs = [_req(q, limit=5, with_vector=True) for q in data["Q"]]
+    ix = es.query_batch(qe.QueryBatchRequest(reqs), mode="index")
+    cli = es.query_batch(qe.QueryBatchRequest(reqs), mode="client")  # N = 400: every point, exact
+    assert [[p.id for p in r] for r in ix] == [[p.id for p in r] for r in cli]
+    for a, b in zip(ix, cli):
+        np.testing.assert_allclose([p.score for p in a], [p.score for p in b], rtol=1e-5, atol=1e-5)
+        assert all(set(p.vector) == {"v"} for p in a)  # the index vector is not returned
+    after = {r.id: r.vector["v"] for r in s.scroll(qe.ScrollRequest(limit=1000, with_vector=["v"]))[0]}
+    assert all(np.asarray(after[i], np.float32).tobytes() == np.asarray(v, np.float32).tobytes()
+               for i, v in before.items())  # the user's vector byte for byte
+    s.close()  # a shard opened again knows its index vector (edge_config.json)
+    s2 = qe.EdgeShard.load(str(path))
+    try:
+        es2 = _wrap((s2, None, path), data, path=path, config=None, mode="index")
+        assert [p.id for p in es2.query(reqs[0])] == [p.id for p in ix[0]]
+        assert es2.drop_index() == [rep.index_name]
+        with pytest.raises(InputError, match="precompute"):
+            es2.query(reqs[0])
+        assert set(json.loads((path / "edge_config.json").read_text())["vectors"]) == {"v"}
+    finally:
+        s2.close()
+
+
 def test_uuid_ids_come_back_as_uuids(tmp_path, data, local):
     ids = [uuid.UUID(int=i + 1) for i in range(len(data["G"]))]
     s, cfg = _make_shard(tmp_path / "u", data["G"], ids=ids)
@@ -169,6 +198,18 @@ def test_bad_input_is_refused_and_the_shard_is_unchanged(shard, data):
         EdgeClient.from_shard(s, "x", cfg).upsert("x", [
             models.PointStruct(id=1000, vector={"v": [0.1] * DIM}), models.PointStruct(id=1001, vector={"v": [0.1] * 8})])
     assert s.count(qe.CountRequest()) == 400
+    ec = EdgeClient.from_shard(s, "x", cfg)
+    ec.create_vector_name("x", "w", models.DenseVectorNameConfig(dense=models.DenseVectorConfig(
+        size=3, distance=models.Distance.DOT)))
+    assert ec.get_collection("x").config.params.vectors["w"].size == 3
+    with pytest.raises(InputError, match="point 9999 does not exist"):  # the engine would write point 0 first
+        ec.update_vectors("x", [models.PointVectors(id=0, vector={"w": [1.0, 2.0, 3.0]}),
+                                models.PointVectors(id=9999, vector={"w": [1.0, 2.0, 3.0]})])
+    assert s.retrieve([0], False, True)[0].vector == {"v": pytest.approx(data["G"][0].tolist(), rel=1e-5)}
+    with pytest.raises(InputError, match="no vector 'nope'"):  # the engine would accept any name
+        ec.delete_vector_name("x", "nope")
+    ec.delete_vector_name("x", "w")
+    assert set(ec.get_collection("x").config.params.vectors) == {"v"}
     # foreign data under our key: refused before anything is written
     s.update(qe.UpdateOperation.set_payload([399], {"_dbnorm": "user data"}))
     before = [(r.id, json.dumps(r.payload, sort_keys=True)) for r in s.scroll(qe.ScrollRequest(limit=1000))[0]]
