@@ -2,7 +2,7 @@
 
 By default it uses the sample shipped with the package; ``--data DIR`` reads a folder with
 ``Q_test.npy``, ``G_test.npy``, ``Q_bank.npy`` and ``G_bank.npy`` instead (the README's
-``docs/hubness.png`` was drawn from the full set: ``--data ../shared/data/wordnet_gloss``).
+``docs/hubness.png`` was drawn that way from the project's full 5,000-pair WordNet set).
 
     python examples/plot_hubness.py [hubness.png] [--data DIR]
 """
@@ -32,7 +32,12 @@ def main() -> None:
         s = load_sample()
         Q, G, QB, GB = s.queries, s.gallery, s.query_bank, s.gallery_bank
     else:
-        Q, G, QB, GB = (np.load(args.data / f"{n}.npy") for n in ("Q_test", "G_test", "Q_bank", "G_bank"))
+        names = ("Q_test", "G_test", "Q_bank", "G_bank")
+        missing = [n for n in names if not (args.data / f"{n}.npy").is_file()]
+        if missing:
+            ap.error(f"--data {args.data}: no {', '.join(m + '.npy' for m in missing)} there; "
+                     "point it at a folder holding all four, or leave it out to use the shipped sample")
+        Q, G, QB, GB = (np.load(args.data / f"{n}.npy", allow_pickle=False) for n in names)
 
     S = Q @ G.T  # query i's answer is gallery item i
     N = normalize(S, "dualis", query_bank_sims=QB @ G.T, gallery_bank_sims=GB @ G.T)
