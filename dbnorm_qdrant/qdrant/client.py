@@ -51,17 +51,24 @@ Per-call options (keyword arguments of ``query_points`` / ``query_batch_points``
 or ``params=`` (a Params or dict); ``mode=`` (``auto``/``client``/``server``/``index``);
 ``with_raw_score=True``.
 
-Queries that cannot be reranked raise :class:`~dbnorm_qdrant.InputError` naming the
-form: sparse vectors, multivectors, recommend/discover/context/order-by/fusion/RRF/
-formula/sample/relevance-feedback queries, text/document/image inference, user
-``prefetch`` and ``lookup_from``; so do query vectors with NaN, inf, only zeros or the
-wrong dimension. Run the other forms with ``rerank=False``.
+Requests with prefetch, fusion (RRF with its ``k`` and weights, DBSF), MMR, an
+``average_vector`` recommend query or ``lookup_from`` go through the query planner
+(:mod:`.tree`): every dense nearest-neighbour branch on a vector with statistics is
+normalised and the rest of the request runs as Qdrant runs it (one engine query when the
+statistics or the index vector are stored, else the fusion is done here with Qdrant's own
+formulas). :meth:`DBNormClient.explain` tells which path a request takes. Sparse,
+order-by and sample queries run as they are. Refused with an
+:class:`~dbnorm_qdrant.InputError` naming the form (run them with ``rerank=False``):
+discover / context / relevance-feedback queries, ``best_score`` / ``sum_scores``
+recommend, server-side inference objects; so are query vectors with NaN, inf, only zeros
+or the wrong dimension, and multivector queries.
 
-Everything else passes through to the wrapped client, typed as its own API for static
-type checkers (``wrapper.client`` is the wrapped client itself). Among those, the
-grouped and matrix queries (``query_points_groups``, ``search_matrix_pairs``,
-``search_matrix_offsets``) are **not** reranked: they return Qdrant's raw results (a
-warning is logged once per wrapper and method).
+``query_points_groups`` is normalised (groups and hits in the normalised order, see
+:mod:`.grouped`); ``search_matrix_pairs`` / ``search_matrix_offsets`` are refused unless
+``rerank=False``. :data:`RANKING` lists every method of ``QdrantClient`` that ranks
+points and what the wrappers do with it; everything else (scroll, retrieve, count,
+upsert, ...) passes through to the wrapped client, typed as its own API for static type
+checkers (``wrapper.client`` is the wrapped client itself).
 """
 
 from __future__ import annotations
@@ -76,10 +83,12 @@ from qdrant_client.http.models import QueryResponse
 from ..banks import BankSet
 from ..core.normalizer import BankNormalizer
 from ..errors import InputError
-from ._io import Logic, adrive, drive
+from ._io import Call, Logic, adrive, drive
 from .config import CollectionConfig, Settings
 from .core import Core
+from .grouped import groups_logic
 from .query import query_logic
+from .tree import explain_logic
 from .planning import Overrides, Spec, extra_kwargs, spec_from_kwargs
 from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
 from .index_store import drop_index_logic
@@ -89,8 +98,17 @@ __all__ = ["DBNormClient", "AsyncDBNormClient", "CollectionConfig", "Settings"]
 
 logger = logging.getLogger(__name__)
 
-#: query methods of the wrapped client that pass through without a rerank
-NOT_RERANKED = frozenset(("query_points_groups", "search_matrix_pairs", "search_matrix_offsets"))
+#: every public method of ``QdrantClient`` that ranks points, and what the wrappers do with it
+#: (docs/qdrant.md has the table; a test fails on a new ranking method of qdrant-client without an entry)
+RANKING: dict[str, str] = {
+    "query_points": "normalised (dense queries; prefetch trees, fusion, MMR, recommend through the planner)",
+    "query_batch_points": "normalised, each request as query_points",
+    "query_points_groups": "normalised: Qdrant's grouping over the normalised ranking",
+    "search_matrix_pairs": "refused unless rerank=False (a raw similarity graph of sampled points)",
+    "search_matrix_offsets": "refused unless rerank=False (a raw similarity graph of sampled points)",
+    "scroll": "passes through: orders by id or by a payload field (order_by), not by similarity",
+    "facet": "passes through: counts payload values",
+}
 
 if TYPE_CHECKING:  # static type checkers see the wrapped client's API on the wrappers
     _SyncAPI = QdrantClient
@@ -116,7 +134,6 @@ class _Base:
             raise InputError("pass settings= alone, or the options (normalizer=, banks=, params=, ...) without it.")
         self.client = client
         self.core = Core(settings if settings is not None else Settings.of(normalizer, **options))
-        self._warned: set[str] = set()
 
     @property
     def settings(self) -> Settings:
@@ -154,9 +171,6 @@ class _Base:
             client = self.__dict__["client"]
         except KeyError:  # not initialised (e.g. while unpickling)
             raise AttributeError(name) from None
-        if name in NOT_RERANKED and name not in self.__dict__.get("_warned", ()):
-            self.__dict__.setdefault("_warned", set()).add(name)
-            logger.warning("%s passes through to the wrapped client: its results are not reranked.", name)
         return getattr(client, name)
 
     # plan builders shared by sync and async
@@ -169,6 +183,33 @@ class _Base:
         ov = Overrides.pop(kwargs)
         specs = [Spec.from_request(r) for r in requests]
         return query_logic(self.core, collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
+
+    def _qpg(self, collection_name: str, group_by: Any, query: Any, kwargs: dict[str, Any]) -> Logic:
+        ov = Overrides.pop(kwargs)
+        group_size = kwargs.pop("group_size", 3)
+        with_lookup = kwargs.pop("with_lookup", None)
+        if not self.core.enabled(collection_name, ov):
+            return (yield Call("query_points_groups", dict(collection_name=collection_name, group_by=group_by,
+                                                           query=query, group_size=group_size,
+                                                           with_lookup=with_lookup, **kwargs)))
+        spec = spec_from_kwargs(query, kwargs)
+        return (yield from groups_logic(self.core, collection_name, spec, group_by, group_size, with_lookup, ov,
+                                        extra_kwargs(kwargs)))
+
+    def _explain(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
+        ov = Overrides.pop(kwargs)
+        spec = spec_from_kwargs(query, kwargs)
+        extra_kwargs(kwargs)
+        if not self.core.enabled(collection_name, ov):
+            return {"path": "not reranked", "nodes": []}
+        return (yield from explain_logic(self.core, collection_name, spec, ov))
+
+    def _matrix(self, name: str, collection_name: str, kwargs: dict[str, Any]) -> Logic:
+        ov = Overrides.pop(kwargs)
+        if self.core.enabled(collection_name, ov):
+            raise InputError(f"{name} returns a raw similarity graph that bank normalisation does not rerank; pass "
+                             "rerank=False to get Qdrant's raw graph.")
+        return (yield Call(name, dict(collection_name=collection_name, **kwargs)))
 
     def _search(self, collection_name: str, query_vector: Any, kwargs: dict[str, Any]) -> Logic:
         if isinstance(query_vector, tuple) and len(query_vector) == 2:  # (name, vector)
@@ -211,6 +252,26 @@ class DBNormClient(_Base, _SyncAPI):
     ) -> list[QueryResponse]:
         """``QdrantClient.query_batch_points``, each request reranked."""
         return drive(self._qbp(collection_name, requests, kwargs), self.client)
+
+    def query_points_groups(self, collection_name: str, group_by: str, query: Any = None,
+                            **kwargs: Any) -> models.GroupsResult:
+        """``QdrantClient.query_points_groups``, normalised: the groups and their hits follow the
+        normalised ranking (a group's head is its first point in ``query_points`` order)."""
+        return drive(self._qpg(collection_name, group_by, query, kwargs), self.client)
+
+    def explain(self, collection_name: str, query: Any = None, **kwargs: Any) -> dict[str, Any]:
+        """How ``query_points(collection_name, query, **kwargs)`` would run, without running it:
+        ``{"path": "single" | "engine" | "client" | "as-is", "nodes": [...]}``, one entry per
+        level of the request (normalised or not, on which path, why not)."""
+        return drive(self._explain(collection_name, query, kwargs), self.client)
+
+    def search_matrix_pairs(self, collection_name: str, **kwargs: Any) -> Any:
+        """Refused unless ``rerank=False`` (Qdrant's raw similarity graph)."""
+        return drive(self._matrix("search_matrix_pairs", collection_name, kwargs), self.client)
+
+    def search_matrix_offsets(self, collection_name: str, **kwargs: Any) -> Any:
+        """Refused unless ``rerank=False`` (Qdrant's raw similarity graph)."""
+        return drive(self._matrix("search_matrix_offsets", collection_name, kwargs), self.client)
 
     def search(self, collection_name: str, query_vector: Any, **kwargs: Any) -> list[models.ScoredPoint]:
         """The pre-1.16 ``search``: ``query_vector`` is a vector, ``(name, vector)`` or a
@@ -271,6 +332,19 @@ class AsyncDBNormClient(_Base, _AsyncAPI):
         self, collection_name: str, requests: Sequence[models.QueryRequest], **kwargs: Any
     ) -> list[QueryResponse]:
         return await adrive(self._qbp(collection_name, requests, kwargs), self.client)
+
+    async def query_points_groups(self, collection_name: str, group_by: str, query: Any = None,
+                                  **kwargs: Any) -> models.GroupsResult:
+        return await adrive(self._qpg(collection_name, group_by, query, kwargs), self.client)
+
+    async def explain(self, collection_name: str, query: Any = None, **kwargs: Any) -> dict[str, Any]:
+        return await adrive(self._explain(collection_name, query, kwargs), self.client)
+
+    async def search_matrix_pairs(self, collection_name: str, **kwargs: Any) -> Any:
+        return await adrive(self._matrix("search_matrix_pairs", collection_name, kwargs), self.client)
+
+    async def search_matrix_offsets(self, collection_name: str, **kwargs: Any) -> Any:
+        return await adrive(self._matrix("search_matrix_offsets", collection_name, kwargs), self.client)
 
     async def search(self, collection_name: str, query_vector: Any, **kwargs: Any) -> list[models.ScoredPoint]:
         return (await adrive(self._search(collection_name, query_vector, kwargs), self.client))[0].points

@@ -196,11 +196,22 @@ class VectorInfo:
         return -1.0 if self.distance == "Euclid" else 1.0
 
 
+def _by_kind(vectors: dict[str, Any], sparse: list[str]) -> str:
+    """``"dense vectors ['a'], multivectors ['m'] and sparse vectors ['s']"``: a collection's vectors by kind."""
+    dense = [k for k in sorted(vectors) if vectors[k].multivector_config is None]
+    multi = [k for k in sorted(vectors) if vectors[k].multivector_config is not None]
+    parts = [f"dense vectors {dense}"] + ([f"multivectors {multi}"] if multi else []) + (
+        [f"sparse vectors {sparse}"] if sparse else [])
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def vector_info(info: Any, collection: str, using: str | None = None, *, supported: bool = True) -> VectorInfo:
     """The dense vector ``using`` of a collection, from its Qdrant description.
 
     ``info`` is what ``client.get_collection(collection)`` returns (a
-    ``models.CollectionInfo``). ``using=None`` (or ``""``) is the unnamed vector. Refused
+    ``models.CollectionInfo``). ``using=None`` (or ``""``) is the unnamed vector, or, on a
+    collection without one, its only dense vector (a hybrid collection: one dense vector
+    beside sparse ones; the returned ``using`` names it). Refused
     with an :class:`InputError`: a name the collection does not have (naming it, listing
     the dense names, and saying when the collection also has sparse vectors, which cannot
     be reranked), ``None`` on a collection with only named vectors, a multivector, and
@@ -212,19 +223,21 @@ def vector_info(info: Any, collection: str, using: str | None = None, *, support
     name = using or None
     if isinstance(vectors, dict):
         dense = sorted(vectors)
-        shown = ", ".join(repr(v) for v in dense) or "(none)"
-        note = f" (its sparse vectors {sparse} cannot be reranked)" if sparse else ""
+        kinds = _by_kind(vectors, sparse)
         if name is None and "" in vectors:
             vp = vectors[""]
         elif name is None:
-            raise InputError(
-                f"collection {collection!r} has named vectors {shown}{note}; pass using= one of them."
-            )
+            single = [k for k in dense if vectors[k].multivector_config is None]
+            if len(single) != 1:
+                raise InputError(f"collection {collection!r} has {kinds}; a dense query needs using= one of the "
+                                 "dense vectors.")
+            name = single[0]  # the one dense vector is what a dense query means (hybrid collections)
+            vp = vectors[name]
         elif name not in vectors:
             what = "a sparse vector, which cannot be reranked" if name in sparse else "not one of its vectors"
             raise InputError(
-                f"collection {collection!r} has no dense vector {name!r} ({what}); choose using= one of "
-                f"{shown}{note if name not in sparse else ''}."
+                f"collection {collection!r} has no dense vector {name!r} ({what}); it has {kinds}: choose using= "
+                "one of the dense vectors."
             )
         else:
             vp = vectors[name]
@@ -232,7 +245,7 @@ def vector_info(info: Any, collection: str, using: str | None = None, *, support
         raise InputError(f"collection {collection!r} has no dense vector (sparse only: {sparse}); nothing to rerank.")
     else:
         if name is not None:
-            note = f"; its sparse vectors {sparse} cannot be reranked" if sparse else ""
+            note = f"; its sparse vectors {sparse} are not dense" if sparse else ""
             raise InputError(
                 f"collection {collection!r} has a single unnamed dense vector, not {name!r}; drop using= (or "
                 f"pass using=None){note}."

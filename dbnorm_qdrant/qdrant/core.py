@@ -58,6 +58,8 @@ class Core:
         self._warm: dict[StateKey, bool] = {}
         #: collection -> its vector names and (size, distance), read with the collection's description
         self._names: dict[str, dict[str, tuple[int, str]]] = {}
+        #: collection -> vector name -> "dense" / "multi" / "sparse" (:meth:`kinds_logic`)
+        self._kinds: dict[str, dict[str, str]] = {}
         self._stale_warned: set[StateKey] = set()
 
     # ------------------------------------------------------------- configuration
@@ -132,6 +134,7 @@ class Core:
             self._payload_ready = {k for k in self._payload_ready if k[0] != collection}
             self._warm = {k: v for k, v in self._warm.items() if k[0] != collection}
             self._names.pop(collection, None)
+            self._kinds.pop(collection, None)
 
     # --------------------------------------------------------------- collections
     def info_logic(self, collection: str, using: str | None) -> Logic:
@@ -143,17 +146,43 @@ class Core:
         if not exists:
             raise InputError(f"collection {collection!r} does not exist; check the name or create it first.")
         desc = yield Call("get_collection", dict(collection_name=collection))
+        with self._lock:
+            self.set_names(collection, desc)
         info = vector_info(desc, collection, using)
         with self._lock:
             self._info[ck] = info
-            self.set_names(collection, desc)
         return info
+
+    def kinds_logic(self, collection: str) -> Logic:
+        """Logic: the collection's vector names and their kinds, ``{name: "dense" | "multi" |
+        "sparse"}`` (``""``: the unnamed vector); read with its description, then kept."""
+        kinds = self._kinds.get(collection)
+        if kinds is None:
+            exists = yield Call("collection_exists", dict(collection_name=collection))
+            if not exists:
+                raise InputError(f"collection {collection!r} does not exist; check the name or create it first.")
+            desc = yield Call("get_collection", dict(collection_name=collection))
+            with self._lock:
+                self.set_names(collection, desc)
+            kinds = self._kinds[collection]
+        return kinds
+
+    def bank_dim(self, collection: str) -> int | None:
+        """The dimension of the banks configured for a collection (``None``: no banks)."""
+        nz = self._setting(collection, "normalizer")
+        if nz is not None:
+            return int(nz.query_bank.shape[1])
+        banks = self._setting(collection, "banks")
+        return None if banks is None else int(banks.dim)
 
     def set_names(self, collection: str, desc: Any) -> None:
         """Record a collection's dense vector names (from its ``get_collection`` description)."""
         vectors = desc.config.params.vectors
         if not isinstance(vectors, dict):
             vectors = {"": vectors} if vectors is not None else {}
+        kinds = {k: "dense" if getattr(v, "multivector_config", None) is None else "multi" for k, v in vectors.items()}
+        kinds.update({k: "sparse" for k in (desc.config.params.sparse_vectors or {})})
+        self._kinds[collection] = kinds
         self._names[collection] = {
             k: (int(v.size), v.distance.value if hasattr(v.distance, "value") else str(v.distance))
             for k, v in vectors.items()
@@ -257,6 +286,8 @@ class Core:
     def plan(self, collection: str, spec: Spec, info: VectorInfo, ov: Overrides, what: str = "query") -> Plan:
         """The plan of one query (``what`` names it in errors, e.g. ``requests[3].query``)."""
         q = query_vector(spec, info, what)
+        if info.using is not None and spec.using != info.using:  # using=None meant the only dense vector
+            spec = replace(spec, using=info.using)
         nz = self.normalizer(collection, info, ov)
         if nz.params.center and q is None:
             raise InputError("centering needs the query vector: query by vector, not by point id.")

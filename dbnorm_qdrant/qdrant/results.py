@@ -20,7 +20,7 @@ from qdrant_client.http.models import QueryResponse
 from ..core.index import INDEX_PREFIX
 from .planning import Plan, Spec
 
-__all__ = ["raw_score", "build_result", "empty_result", "strip_index_vectors", "RAW_SCORE"]
+__all__ = ["raw_score", "build_result", "empty_result", "shape_points", "strip_index_vectors", "RAW_SCORE"]
 
 #: the field of ``payload[payload_key]`` that holds the raw score (``with_raw_score=True``)
 RAW_SCORE = "raw_score"
@@ -112,6 +112,13 @@ def build_result(
         rs = None
     _finish_points(out, scores, p.spec, key, rs)
     p.result = QueryResponse(points=out)
+
+
+def shape_points(pts: list[Any], s: Spec, key: str) -> QueryResponse:
+    """A ``QueryResponse`` of ``pts`` as ranked, with their scores, and the payload and
+    vectors cut back to what ``s`` asked for (the reserved key and index vectors out)."""
+    _finish_points(pts, [pt.score for pt in pts], s, key, None)
+    return QueryResponse(points=pts)
 
 
 def _finish_points(pts: list[Any], scores: list[float], s: Spec, key: str, raws: list[float] | None) -> None:

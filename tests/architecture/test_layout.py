@@ -84,5 +84,5 @@ def test_the_graph_sees_the_imports(graph):
     """The checks above mean something only if imports are found (relative, nested, deferred)."""
     assert "dbnorm_qdrant.core.centering" in graph["dbnorm_qdrant.core.tuning"]
     assert "dbnorm_qdrant.core.tuning" in graph["dbnorm_qdrant.core.normalizer"]  # deferred, in a function
-    assert "dbnorm_qdrant.qdrant.client_path" in graph["dbnorm_qdrant.qdrant.query"]
+    assert "dbnorm_qdrant.qdrant.client_path" in graph["dbnorm_qdrant.qdrant.paths"]
     assert "dbnorm_qdrant.errors" in graph["dbnorm_qdrant.validation"]

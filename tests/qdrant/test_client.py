@@ -84,7 +84,7 @@ def test_named_vectors(qclient, small, cname):
     res = d.query_points(cname, query=small["Q"][0], using="text", limit=5, candidates=400, with_vectors=["other"])
     assert [p.id for p in res.points] == _expected(small, "is")
     assert set(res.points[0].vector) == {"other"}
-    with pytest.raises(_IE, match="named vectors"):
+    with pytest.raises(_IE, match="dense vectors"):
         d.query_points(cname, query=small["Q"][0], limit=5)
     qclient.delete_collection(cname)
 
@@ -178,9 +178,10 @@ def test_errors(qclient, small, cname):
     qclient.delete_collection(cname)
     make_collection(qclient, cname, small["G"])
     for q, what in [
-        (models.SparseVector(indices=[1], values=[1.0]), "sparse"),
-        (models.FusionQuery(fusion=models.Fusion.RRF), "fusion"),
-        (models.RecommendQuery(recommend=models.RecommendInput(positive=[1])), "recommend"),
+        (models.SparseVector(indices=[1], values=[1.0]), "is not a sparse vector of collection"),
+        (models.FusionQuery(fusion=models.Fusion.RRF), "fusion query fuses the results of prefetch branches"),
+        (models.RecommendQuery(recommend=models.RecommendInput(positive=[1], strategy="best_score")), "best_score"),
+        (models.DiscoverQuery(discover=models.DiscoverInput(target=1, context=[])), "discover"),
         ([[0.1] * 16, [0.2] * 16], "multivector"),
     ]:
         with pytest.raises(_IE, match=what):

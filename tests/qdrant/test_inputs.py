@@ -92,13 +92,17 @@ def test_vector_info_names_the_bad_vector_and_the_valid_ones():
     assert vector_info(named, "c", "image") == vector_info(named, "c", "image")
     info = vector_info(named, "c", "image")
     assert (info.using, info.distance, info.size, info.sign) == ("image", "Euclid", 4, -1.0)
-    with pytest.raises(InputError, match=r"no dense vector 'wrong' \(not one of its vectors\); choose using= one of "
-                                         r"'image', 'text' \(its sparse vectors \['bm25'\] cannot be reranked\)"):
+    with pytest.raises(InputError, match=r"no dense vector 'wrong' \(not one of its vectors\); it has dense vectors "
+                                         r"\['image', 'text'\] and sparse vectors \['bm25'\]: choose using= one of "
+                                         r"the dense vectors"):
         vector_info(named, "c", "wrong")
     with pytest.raises(InputError, match=r"'bm25' \(a sparse vector, which cannot be reranked\)"):
         vector_info(named, "c", "bm25")
-    with pytest.raises(InputError, match=r"has named vectors 'image', 'text'.*pass using="):
+    with pytest.raises(InputError, match=r"has dense vectors \['image', 'text'\] and sparse vectors \['bm25'\]; a dense "
+                                         r"query needs using= one of the dense vectors"):
         vector_info(named, "c", None)
+    hybrid = _desc({"dense": vp}, {"bm25": models.SparseVectorParams()})
+    assert vector_info(hybrid, "c", None).using == "dense"  # the one dense vector is what a dense query means
     plain = _desc(vp)
     assert vector_info(plain, "c", None).using is None and vector_info(plain, "c", "").size == 8
     with pytest.raises(InputError, match="single unnamed dense vector, not 'text'"):
