@@ -2,7 +2,8 @@
 
 Forward (qdrant-client -> edge): filters and their conditions, payload and vector
 selectors, search parameters, queries (dense / sparse / multi-dense vectors,
-``NearestQuery``, ``FormulaQuery`` expressions), points. Backward (edge -> qdrant-client):
+``NearestQuery``, ``FormulaQuery`` expressions; fusion, MMR, recommend, discover and
+context queries in :mod:`._queries`), points, sparse vector parameters. Backward (edge -> qdrant-client):
 results (``ScoredPoint``, ``Record``, built with ``model_construct``: the values are the
 engine's, already valid), and the parts of an edge ``QueryRequest`` the reranking layer
 reads (filter, search parameters, the dense query vector). An object that is already an
@@ -27,7 +28,7 @@ from ..errors import InputError
 
 __all__ = ["to_filter", "to_payload_selector", "to_search_params", "to_query", "to_expression", "to_formula",
            "to_point", "to_vector", "scored_point", "record", "query_request", "query_response", "parse_floats", "point_id", "from_filter", "from_search_params",
-           "nearest_of", "DISTANCE"]
+           "nearest_of", "DISTANCE", "to_sparse_params", "sparse_params_of"]
 
 #: qdrant-client distance name -> edge Distance
 DISTANCE = {"Cosine": qe.Distance.Cosine, "Euclid": qe.Distance.Euclid, "Dot": qe.Distance.Dot,
@@ -303,9 +304,35 @@ def to_query(q: Any, using: str | None) -> Any:
         return qe.Query.Nearest(qe.SparseVector(list(q.indices), [float(x) for x in q.values]), using=using)
     if isinstance(q, models.FormulaQuery):
         return to_formula(q)
+    if isinstance(q, qe.SparseVector):  # the vector of a point given by id
+        return qe.Query.Nearest(q, using=using)
     if not _is_model(q):
         return q  # already an edge query
     raise _unsupported(f"a {type(q).__name__}")
+
+
+# ------------------------------------------------------------------ sparse vector parameters
+def to_sparse_params(p: Any) -> Any:
+    """qdrant-client ``SparseVectorParams`` as the engine's: ``modifier`` (``IDF``) and the
+    index's ``full_scan_threshold``, ``on_disk``, ``datatype``."""
+    if p is None or not _is_model(p):
+        return qe.EdgeSparseVectorParams() if p is None else p
+    ix = p.index
+    dt = None if ix is None or ix.datatype is None else getattr(qe.VectorStorageDatatype, ix.datatype.value.capitalize())
+    return qe.EdgeSparseVectorParams(
+        full_scan_threshold=None if ix is None else ix.full_scan_threshold, on_disk=None if ix is None else ix.on_disk,
+        modifier=qe.Modifier.Idf if p.modifier == models.Modifier.IDF else None, datatype=dt)
+
+
+def sparse_params_of(v: Any) -> models.SparseVectorParams:
+    """The qdrant-client ``SparseVectorParams`` of an ``EdgeSparseVectorParams`` or of its
+    entry in ``edge_config.json`` (``{"modifier": "idf", "full_scan_threshold": ..., ...}``)."""
+    get = v.get if isinstance(v, dict) else lambda k: getattr(v, k, None)
+    name = lambda x: None if x is None else str(x).rsplit(".", 1)[-1].lower()  # noqa: E731 (enum or its json name)
+    fst, on_disk, dt = get("full_scan_threshold"), get("on_disk"), name(get("datatype"))
+    index = None if fst is None and on_disk is None and dt is None else models.SparseIndexParams(
+        full_scan_threshold=fst, on_disk=on_disk, datatype=None if dt is None else models.Datatype(dt))
+    return models.SparseVectorParams(index=index, modifier=models.Modifier.IDF if name(get("modifier")) == "idf" else None)
 
 
 _NEAREST_HEAD = "Query.Nearest(query=["

@@ -32,13 +32,15 @@ from qdrant_client.http.models import QueryResponse
 
 from ..errors import InputError
 from . import _convert as cv
+from . import _queries as qv
 
 __all__ = ["EdgeClient", "engine_errors", "vectors_of_config"]
 
+_NAME_HINT = "pass using= one of the shard's vector names"
 #: engine message fragment -> what to do about it (the engine raises bare ``Exception``)
 _HINTS = (
     ("Vector dimension error", "use vectors of the size the shard was created with"),
-    ("Not existing vector name", "pass using= one of the shard's vector names"),
+    ("Not existing vector name", _NAME_HINT),
     ("Shard is not initialized", "the EdgeShard is closed: open it again with EdgeShard.load(path) and wrap the "
                                  "new object"),
     ("Operation cancelled", "a formula read a payload value that is not a number (or a missing one without a "
@@ -55,12 +57,14 @@ class engine_errors:  # noqa: N801 (used as a function: ``with engine_errors("a 
     arguments) into an :class:`InputError` naming the operation, the engine's message and a fix.
 
     A class rather than a ``@contextmanager`` generator: it wraps every engine call of
-    every query, and costs a tenth as much."""
+    every query, and costs a tenth as much. With ``coll`` (a collection of :class:`EdgeClient`),
+    a wrong vector name is answered with the collection's dense and sparse vectors."""
 
-    __slots__ = ("what",)
+    __slots__ = ("what", "coll")
 
-    def __init__(self, what: str) -> None:
+    def __init__(self, what: str, coll: Any = None) -> None:
         self.what = what
+        self.coll = coll
 
     def __enter__(self) -> None:
         return None
@@ -70,20 +74,22 @@ class engine_errors:  # noqa: N801 (used as a function: ``with engine_errors("a 
             return False
         msg = str(exc).strip()
         hint = next((h for k, h in _HINTS if k in msg), "check the arguments (docs/edge.md lists what is supported)")
+        if self.coll is not None and hint is _NAME_HINT:
+            hint = f"{hint}: dense {sorted(self.coll.dense)}, sparse {sorted(self.coll.sparse)}"
         raise InputError(f"Qdrant Edge refused {self.what}: {msg}; {hint}.") from exc
 
 
-def vectors_of_config(config: Any) -> tuple[dict[str, tuple[int, str]], list[str]]:
-    """``({name: (size, distance)}, sparse names)`` of an ``EdgeConfig`` or of the dict form
-    of ``edge_config.json``; the unnamed vector is the name ``""``."""
+def vectors_of_config(config: Any) -> tuple[dict[str, tuple[int, str]], dict[str, models.SparseVectorParams]]:
+    """``({name: (size, distance)}, {sparse name: SparseVectorParams})`` of an ``EdgeConfig`` or
+    of the dict form of ``edge_config.json``; the unnamed vector is the name ``""``."""
     if isinstance(config, dict):
         dense = {n: (int(v["size"]), str(v["distance"])) for n, v in (config.get("vectors") or {}).items()}
-        return dense, sorted(config.get("sparse_vectors") or {})
+        return dense, {n: cv.sparse_params_of(v) for n, v in sorted((config.get("sparse_vectors") or {}).items())}
     if isinstance(config, qe.EdgeConfig):
         vs = config.vectors
         vs = vs if isinstance(vs, dict) else {"": vs}
         dense = {n: (int(v.size), str(v.distance).rsplit(".", 1)[-1]) for n, v in vs.items()}
-        return dense, sorted(config.sparse_vectors or {})
+        return dense, {n: cv.sparse_params_of(v) for n, v in sorted((config.sparse_vectors or {}).items())}
     raise InputError(f"config must be a qdrant_edge.EdgeConfig or the dict of edge_config.json, got "
                      f"{type(config).__name__}.")
 
@@ -95,7 +101,7 @@ class _Coll:
     shard: Any
     path: Path | None
     dense: dict[str, tuple[int, str]]
-    sparse: list[str] = field(default_factory=list)
+    sparse: dict[str, models.SparseVectorParams] = field(default_factory=dict)
     owned: bool = True
 
 
@@ -112,12 +118,11 @@ class EdgeClient:
         :meth:`create_collection`, opened on first use). Created when missing.
 
     Supported: ``collection_exists``, ``get_collections``, ``get_collection``, ``create_collection``,
-    ``delete_collection``, ``upsert``, ``upload_collection``, ``delete``, ``set_payload``,
-    ``overwrite_payload``, ``delete_payload``, ``batch_update_points``,
-    ``create_payload_index``, ``create_vector_name``, ``update_vectors``, ``delete_vector_name``,
-    ``count``, ``scroll``, ``retrieve``, ``query_points``,
-    ``query_batch_points``, ``close``. What the engine lacks (shard keys, ``lookup_from``,
-    geo conditions, grouped queries, ...) raises :class:`InputError` naming it.
+    ``delete_collection``, ``upsert``, ``upload_collection``, ``delete``, ``set_payload``, ``overwrite_payload``,
+    ``delete_payload``, ``batch_update_points``, ``create_payload_index``, ``create_vector_name``,
+    ``update_vectors``, ``delete_vector_name``, ``count``, ``scroll``, ``retrieve``, ``query_points`` and
+    ``query_batch_points`` (prefetch trees, fusion, MMR, recommend / discover / context), ``close``. What the
+    engine lacks (shard keys, ``lookup_from``, geo conditions, grouped queries, ...) raises :class:`InputError`.
     """
 
     def __init__(self, path: str | os.PathLike | None) -> None:
@@ -146,7 +151,7 @@ class EdgeClient:
         elif distance is not None:
             if distance not in cv.DISTANCE:
                 raise InputError(f"distance must be one of {sorted(cv.DISTANCE)}, got {distance!r}.")
-            dense, sparse = {using or "": (_probe_size(shard, using), distance)}, []
+            dense, sparse = {using or "": (_probe_size(shard, using), distance)}, {}
         else:
             raise InputError(
                 "an EdgeShard does not report its vector configuration (names, sizes, distance): pass config= (the "
@@ -201,7 +206,7 @@ class EdgeClient:
         vp = {n: models.VectorParams(size=s, distance=models.Distance(d)) for n, (s, d) in c.dense.items()}
         vectors: Any = vp[""] if set(vp) == {""} else vp
         params = models.CollectionParams.model_construct(
-            vectors=vectors, sparse_vectors={n: models.SparseVectorParams() for n in c.sparse} or None,
+            vectors=vectors, sparse_vectors=dict(c.sparse) or None,
             shard_number=1, replication_factor=1, write_consistency_factor=1, on_disk_payload=False)
         config = models.CollectionConfig.model_construct(params=params, hnsw_config=None, optimizer_config=None,
                                                          wal_config=None, quantization_config=None)
@@ -213,7 +218,8 @@ class EdgeClient:
     def create_collection(self, collection_name: str, vectors_config: Any = None,
                           sparse_vectors_config: dict[str, Any] | None = None, **options: Any) -> bool:
         """A new shard in ``<root>/<collection_name>`` (dense vectors: one ``VectorParams``
-        or a dict of them; sparse vectors by name)."""
+        or a dict of them; sparse vectors by name, ``SparseVectorParams`` with ``modifier=IDF``
+        and the index's ``full_scan_threshold`` / ``on_disk`` / ``datatype``)."""
         extra = sorted(k for k, v in options.items() if v is not None and k not in ("timeout",))
         if extra:
             raise cv._unsupported(f"create_collection option(s) {extra}")
@@ -231,7 +237,7 @@ class EdgeClient:
                 raise cv._unsupported("a collection without dense vectors, or with multivectors,")
             dist = vp.distance.value if hasattr(vp.distance, "value") else str(vp.distance)
             dense[n] = qe.EdgeVectorParams(size=int(vp.size), distance=cv.DISTANCE[dist])
-        sparse = {n: qe.EdgeSparseVectorParams() for n in (sparse_vectors_config or {})}
+        sparse = {n: cv.to_sparse_params(p) for n, p in (sparse_vectors_config or {}).items()}
         cfg = qe.EdgeConfig(vectors=dense[""] if set(dense) == {""} else dense, sparse_vectors=sparse or None)
         with engine_errors(f"creating collection {collection_name!r}"):
             shard = qe.EdgeShard.create(str(d), cfg)
@@ -405,7 +411,7 @@ class EdgeClient:
             raise cv._unsupported("create_vector_name with multivector_config / datatype")
         if not isinstance(vector_name, str) or not vector_name or vector_name in c.sparse:
             raise InputError(f"cannot add the vector {vector_name!r} to collection {collection_name!r}: give a "
-                             f"non-empty name that is not one of its sparse vectors {c.sparse}.")
+                             f"non-empty name that is not one of its sparse vectors {sorted(c.sparse)}.")
         dist = dense.distance.value if hasattr(dense.distance, "value") else str(dense.distance)
         if dist not in cv.DISTANCE:
             raise InputError(f"distance must be one of {sorted(cv.DISTANCE)}, got {dist!r}.")
@@ -484,29 +490,31 @@ class EdgeClient:
             recs = c.shard.retrieve(list(ids), cv.to_payload_selector(with_payload), cv.to_vector_selector(with_vectors))
         return [cv.record(r) for r in recs]
 
-    def _by_id(self, c: _Coll, name: str, pid: Any, using: str | None) -> tuple[Any, Any]:
-        """A query by point id: that point's vector, and the condition leaving it out
-        (Qdrant never returns the query point itself)."""
+    def _by_ids(self, c: _Coll, name: str, ids: Sequence[Any], using: str | None) -> dict[Any, Any]:
+        """The vector ``using`` of each point of ``ids`` (a query or examples given by id)."""
         with engine_errors(f"retrieve on collection {name!r}"):
-            recs = c.shard.retrieve([pid], False, [using or ""] if using else True)
-        if not recs:
-            raise InputError(f"point {pid!r} (the query) does not exist in collection {name!r}; check the id.")
-        v = recs[0].vector
-        vec = v.get(using or "") if isinstance(v, dict) else v
-        if vec is None:
-            raise InputError(f"point {pid!r} of collection {name!r} has no vector {using or '(unnamed)'!r}.")
-        return vec, qe.HasIdCondition({pid})
+            recs = {_id_key(r.id): r.vector for r in c.shard.retrieve(list(ids), False, [using] if using else True)}
+        out = {pid: recs.get(_id_key(pid)) for pid in ids}
+        out = {pid: v.get(using or "") if isinstance(v, dict) else v for pid, v in out.items()}
+        for pid, v in out.items():
+            if v is None:
+                raise InputError(f"point {pid!r} (a query or example) does not exist in collection {name!r} or has no "
+                                 f"vector {using or '(unnamed)'!r}; check the id and using=.")
+        return out
 
     def _request(self, c: _Coll, name: str, r: Any) -> Any:
         """A qdrant-client ``QueryRequest`` (or ``Prefetch``) as the engine's, with its prefetches."""
         if getattr(r, "lookup_from", None) is not None or getattr(r, "shard_key", None) is not None:
             raise cv._unsupported("lookup_from / shard keys")
-        q, flt = r.query, cv.to_filter(r.filter)
+        q, flt, ids = r.query, cv.to_filter(r.filter), None
         if isinstance(q, models.NearestQuery) and q.mmr is None:
             q = q.nearest
-        if isinstance(q, (int, str, uuid.UUID)) and not isinstance(q, bool):
-            q, cond = self._by_id(c, name, q, r.using)
-            flt = qe.Filter(must=None if flt is None else [flt], must_not=[cond])
+        if isinstance(q, (int, str, uuid.UUID)) and not isinstance(q, bool):  # Qdrant leaves the query point out
+            q, ids = self._by_ids(c, name, [q], r.using)[q], [q]
+        elif type(q) in qv.SCORING_QUERIES:  # fusion, MMR, recommend, ...: not the plain vector query
+            q, ids = qv.scoring_query(r, q, lambda xs: self._by_ids(c, name, xs, r.using), r.using in c.sparse)
+        if ids:
+            flt = qe.Filter(must=None if flt is None else [flt], must_not=[qe.HasIdCondition(set(ids))])
         pf = r.prefetch
         pfs = None if pf is None else [self._request(c, name, p) for p in (pf if isinstance(pf, list) else [pf])]
         common = dict(query=cv.to_query(q, r.using), prefetches=pfs, params=cv.to_search_params(r.params),
@@ -528,7 +536,7 @@ class EdgeClient:
             offset=offset, with_payload=with_payload, with_vector=with_vectors, score_threshold=score_threshold,
             lookup_from=lookup_from, shard_key=shard_key_selector)
         er = self._request(c, collection_name, req)
-        with engine_errors(f"a query on collection {collection_name!r}"):
+        with engine_errors(f"a query on collection {collection_name!r}", c):
             res = c.shard.query(er)
         return cv.query_response([cv.scored_point(p) for p in res])
 
@@ -537,7 +545,7 @@ class EdgeClient:
         """``QdrantClient.query_batch_points``: one engine ``query_batch``."""
         c = self._coll(collection_name)
         ers = [self._request(c, collection_name, r) for r in requests]
-        with engine_errors(f"a batch query on collection {collection_name!r}"):
+        with engine_errors(f"a batch query on collection {collection_name!r}", c):
             res = c.shard.query_batch(qe.QueryBatchRequest(ers))
         return [cv.query_response([cv.scored_point(p) for p in r]) for r in res]
 
