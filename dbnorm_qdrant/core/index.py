@@ -89,10 +89,15 @@ def index_rows(G: np.ndarray, stats: GalleryStats, p: Params, *, unit: bool = Tr
 
 def index_query(q: np.ndarray | list[float], *, unit: bool = True) -> list[float]:
     """The index query ``[q, 1]`` (``q`` unit-normalised when ``unit``) as a list of floats."""
-    q = np.asarray(q, dtype=np.float64).reshape(1, -1)
+    a = np.asarray(q, dtype=np.float64).ravel()
     if unit:
-        q = _unit(q, "query")
-    return np.append(q[0], 1.0).tolist()
+        n = float(np.sqrt(a @ a))
+        if n == 0.0:
+            _unit(a.reshape(1, -1), "query")  # raises, naming the fix
+        a = a / n
+    out = a.tolist()
+    out.append(1.0)
+    return out
 
 
 def bias_of_row(row: np.ndarray | list[float]) -> float:

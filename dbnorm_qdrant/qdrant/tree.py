@@ -294,22 +294,28 @@ def _engine_ok(nodes: list[Node]) -> bool:
         for p in plans)
 
 
+def _prefetch(**fields: Any) -> models.Prefetch:
+    """A ``Prefetch`` of values already checked (the user's models, or the layer's own): built
+    without pydantic's validation, which costs more than the rest of the engine path's planning."""
+    return models.Prefetch.model_construct(**{k: v for k, v in fields.items() if v is not None})
+
+
 def _engine_node(core: Core, collection: str, n: Node, server: list[Plan]) -> models.Prefetch:
     kids = [_engine_node(core, collection, c, server) for c in n.children] or None
     p = n.plan
     common = dict(filter=n.own_filter(), params=n.params, limit=n.limit, score_threshold=n.score_threshold)
     if p is None:
-        return models.Prefetch(query=n.query, using=n.using, prefetch=kids, lookup_from=n.lookup_from, **common)
+        return _prefetch(query=n.query, using=n.using, prefetch=kids, lookup_from=n.lookup_from, **common)
     if p.mode == "index":
         name = core.index_status(collection, p.info, p.nz)[1]
-        return models.Prefetch(query=index_query(p.qvec, unit=p.info.distance == "Cosine"), using=name,
-                               prefetch=kids, **common)
+        return _prefetch(query=index_query(p.qvec, unit=p.info.distance == "Cosine"), using=name, prefetch=kids,
+                         **common)
     server.append(p)
     inner_limit = p.n if kids is None else sum(c.limit or 10 for c in kids)
-    inner = models.Prefetch(query=p.spec.query, using=p.info.using, prefetch=kids, filter=common.pop("filter"),
-                            params=common.pop("params"), limit=inner_limit)
-    return models.Prefetch(query=formula_query(p.nz.params, core.payload_key, p.info.sign,
-                                               fingerprint=p.nz.fingerprint), prefetch=[inner], **common)
+    inner = _prefetch(query=p.spec.query, using=p.info.using, prefetch=kids, filter=common.pop("filter"),
+                      params=common.pop("params"), limit=inner_limit)
+    return _prefetch(query=formula_query(p.nz.params, core.payload_key, p.info.sign, fingerprint=p.nz.fingerprint),
+                     prefetch=[inner], **common)
 
 
 def _engine_logic(core: Core, collection: str, root: Node, spec: Spec, extra: dict[str, Any]) -> Logic:
@@ -318,10 +324,11 @@ def _engine_logic(core: Core, collection: str, root: Node, spec: Spec, extra: di
     server: list[Plan] = []
     top = _engine_node(core, collection, root, server)
     key = core.payload_key
-    req = dict(query=top.query, using=top.using, prefetch=top.prefetch, query_filter=top.filter,
-               search_params=top.params, limit=spec.limit, offset=spec.offset, score_threshold=top.score_threshold,
+    g = top.__dict__.get  # (built without validation: unset fields are absent)
+    req = dict(query=g("query"), using=g("using"), prefetch=g("prefetch"), query_filter=g("filter"),
+               search_params=g("params"), limit=spec.limit, offset=spec.offset, score_threshold=g("score_threshold"),
                with_payload=merge_payload(spec.with_payload, key) if server else spec.with_payload,
-               with_vectors=spec.with_vector, lookup_from=top.lookup_from, shard_key_selector=spec.shard_key)
+               with_vectors=spec.with_vector, lookup_from=g("lookup_from"), shard_key_selector=spec.shard_key)
     resp = yield Call("query_points", dict(collection_name=collection, **req, **extra))
     if server:
         fps = {p.nz.fingerprint for p in server}
