@@ -4,6 +4,14 @@ It only translates: LangChain queries become ``DBNormClient.query_points`` calls
 reranked points become :class:`~langchain_core.documents.Document` objects. All the
 maths lives in :mod:`dbnorm_qdrant`.
 
+The retriever keeps the store's retrieval mode and sends the request
+``langchain_qdrant.QdrantVectorStore`` sends for it, through :class:`DBNormClient`:
+``dense`` (a nearest query, normalised), ``hybrid`` (a dense and a sparse ``Prefetch`` of
+``k`` each under a ``FusionQuery``, RRF unless ``hybrid_fusion`` says otherwise: the dense
+branch is normalised, the fusion runs over it as Qdrant runs it) and ``sparse`` (run as
+it is). :meth:`DBNormRetriever.rerank` runs the same request restricted to given
+documents (what :class:`~langchain_dbnorm_qdrant.DBNormCompressor` does).
+
 >>> from langchain_dbnorm_qdrant import DBNormRetriever
 >>> retriever = DBNormRetriever.from_vector_store(store, banks=banks, params={"method": "dualis"})  # doctest: +SKIP
 >>> retriever.invoke("a large feline of the savannah")                                            # doctest: +SKIP
@@ -11,7 +19,7 @@ maths lives in :mod:`dbnorm_qdrant`.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
@@ -19,12 +27,12 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
-from qdrant_client import AsyncQdrantClient, QdrantClient
+from qdrant_client import AsyncQdrantClient, QdrantClient, models
 
 from dbnorm_qdrant import InputError
 from dbnorm_qdrant.core.params import Params, as_params
 from dbnorm_qdrant.core.normalizer import BankNormalizer
-from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, raw_score
+from dbnorm_qdrant.qdrant import AsyncDBNormClient, BankSet, DBNormClient, point_key, raw_score
 
 __all__ = ["DBNormRetriever", "SCORE_KEY", "RAW_SCORE_KEY"]
 
@@ -36,6 +44,13 @@ RAW_SCORE_KEY = "raw_score"
 # search_kwargs that map onto query_points arguments (the names langchain_qdrant uses)
 _SEARCH_KWARGS = {"filter": "query_filter", "search_params": "search_params", "score_threshold": "score_threshold",
                   "consistency": "consistency", "offset": "offset"}
+#: the retrieval modes (``langchain_qdrant.RetrievalMode`` values)
+_MODES = ("dense", "sparse", "hybrid")
+
+
+def _mode(mode: Any) -> str:
+    """A retrieval mode's value (a ``RetrievalMode`` or its string; ``None``: dense)."""
+    return "dense" if mode is None else str(getattr(mode, "value", mode))
 
 
 class DBNormRetriever(BaseRetriever):
@@ -49,7 +64,14 @@ class DBNormRetriever(BaseRetriever):
     Configuration is the core's: a :class:`BankNormalizer`, or a :class:`BankSet` with
     :class:`Params` (or a dict of its fields), and ``candidates`` (N, the raw candidates
     reranked per query). ``search_kwargs`` takes ``k`` and the vector store's query options
-    (``filter``, ``search_params``, ``score_threshold`` on the normalised score, ...).
+    (``filter``, ``search_params``, ``score_threshold`` on the normalised score, ...,
+    and ``hybrid_fusion``, a ``models.FusionQuery`` for the hybrid mode).
+
+    ``retrieval_mode`` is the store's (:meth:`from_vector_store` takes it from the store):
+    ``"dense"``; ``"hybrid"`` (needs ``sparse_embeddings`` and ``sparse_vector_name``: the
+    dense branch is normalised and fused with the sparse one as the store fuses them; the
+    score is the fusion's, ``raw_score`` is ``None``) or ``"sparse"`` (run as it is: no
+    dense vector to normalise; the score is Qdrant's, ``raw_score`` is ``None``).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -57,9 +79,16 @@ class DBNormRetriever(BaseRetriever):
     client: Any
     """The ``QdrantClient`` (wrapped by a :class:`DBNormClient`)."""
     collection_name: str
-    embeddings: Embeddings
+    embeddings: Embeddings | None = None
+    """Embeds the queries for the dense vector (not needed in the sparse mode)."""
     vector_name: str | None = None
     """The dense vector to search (``None``: the collection's unnamed vector)."""
+    retrieval_mode: Any = "dense"
+    """``"dense"``, ``"hybrid"`` or ``"sparse"`` (or a ``langchain_qdrant.RetrievalMode``)."""
+    sparse_embeddings: Any = None
+    """A ``langchain_qdrant.SparseEmbeddings`` for the sparse branch (hybrid and sparse modes)."""
+    sparse_vector_name: str | None = None
+    """The collection's sparse vector (hybrid and sparse modes)."""
     content_payload_key: str = "page_content"
     metadata_payload_key: str = "metadata"
     k: int = 4
@@ -84,8 +113,14 @@ class DBNormRetriever(BaseRetriever):
         if not isinstance(self.client, QdrantClient):
             raise InputError(f"client must be a qdrant_client.QdrantClient, got {type(self.client).__name__}; "
                              "pass the QdrantClient that holds the collection.")
-        if self.embeddings is None or not hasattr(self.embeddings, "embed_query"):
+        self.retrieval_mode = mode = _mode(self.retrieval_mode)
+        if mode not in _MODES:
+            raise InputError(f"retrieval_mode must be one of {list(_MODES)}, got {mode!r}.")
+        if mode != "sparse" and (self.embeddings is None or not hasattr(self.embeddings, "embed_query")):
             raise InputError("an Embeddings is required to embed the queries; pass embeddings=.")
+        if mode != "dense" and (not hasattr(self.sparse_embeddings, "embed_query") or not self.sparse_vector_name):
+            raise InputError(f"retrieval_mode={mode!r} needs the sparse branch: pass sparse_embeddings= (a "
+                             "langchain_qdrant.SparseEmbeddings) and sparse_vector_name= (the collection's sparse vector).")
         if not isinstance(self.k, int) or self.k < 1:
             raise InputError(f"k must be a positive integer, got {self.k!r}.")
         if self.async_client is not None and not isinstance(self.async_client, AsyncQdrantClient):
@@ -101,9 +136,10 @@ class DBNormRetriever(BaseRetriever):
                              "one with BankSet.from_arrays(query_bank, gallery_bank).")
         if self.params is not None:
             as_params(self.params)  # a Params or a dict of its fields; anything else is an InputError
-        unknown = set(self.search_kwargs) - set(_SEARCH_KWARGS) - {"k"}
+        unknown = set(self.search_kwargs) - set(_SEARCH_KWARGS) - {"k", "hybrid_fusion"}
         if unknown:
-            raise InputError(f"unknown search_kwargs {sorted(unknown)}; use k, {', '.join(_SEARCH_KWARGS)}.")
+            raise InputError(f"unknown search_kwargs {sorted(unknown)}; use k, hybrid_fusion, "
+                             f"{', '.join(_SEARCH_KWARGS)}.")
         if not self.client.collection_exists(self.collection_name):
             raise InputError(f"collection {self.collection_name!r} does not exist; create it (add documents) first.")
         if self.db is not None:
@@ -135,7 +171,8 @@ class DBNormRetriever(BaseRetriever):
         seed: int = 0,
         **kwargs: Any,
     ) -> "DBNormRetriever":
-        """A retriever over a ``langchain_qdrant.QdrantVectorStore`` (dense retrieval mode).
+        """A retriever over a ``langchain_qdrant.QdrantVectorStore``, in the store's retrieval mode
+        (dense, hybrid or sparse) with its vector names, sparse embeddings and payload keys.
 
         ``query_bank=``, ``query_collection=`` and ``gallery_sample=`` build the banks from
         arrays and from the store's own collection (see :meth:`DBNormClient.build_banks`).
@@ -150,15 +187,13 @@ class DBNormRetriever(BaseRetriever):
                 f"{type(vector_store).__name__}; for other stores use a QdrantVectorStore, or from_client(client, "
                 "collection_name, embeddings)."
             )
-        if vector_store.retrieval_mode != RetrievalMode.DENSE:
-            raise InputError(
-                f"the store uses retrieval_mode={vector_store.retrieval_mode.value!r}; bank normalisation reranks "
-                "dense retrieval only (RetrievalMode.DENSE)."
-            )
-        if vector_store.embeddings is None:
+        mode = vector_store.retrieval_mode
+        if mode != RetrievalMode.SPARSE and vector_store.embeddings is None:
             raise InputError("the vector store has no dense embedding; create it with embedding=<an Embeddings>.")
         return cls.from_client(
-            vector_store.client, vector_store.collection_name, vector_store.embeddings,
+            vector_store.client, vector_store.collection_name, vector_store.embeddings, retrieval_mode=mode.value,
+            sparse_embeddings=None if mode == RetrievalMode.DENSE else vector_store.sparse_embeddings,
+            sparse_vector_name=vector_store.sparse_vector_name,
             vector_name=vector_store.vector_name or None, content_payload_key=vector_store.content_payload_key,
             metadata_payload_key=vector_store.metadata_payload_key, normalizer=normalizer, banks=banks, params=params,
             candidates=candidates, query_bank=query_bank, query_collection=query_collection,
@@ -170,7 +205,7 @@ class DBNormRetriever(BaseRetriever):
         cls,
         client: QdrantClient,
         collection_name: str,
-        embeddings: Embeddings,
+        embeddings: Embeddings | None,
         *,
         normalizer: BankNormalizer | None = None,
         banks: BankSet | None = None,
@@ -182,11 +217,13 @@ class DBNormRetriever(BaseRetriever):
         seed: int = 0,
         **kwargs: Any,
     ) -> "DBNormRetriever":
-        """A retriever over ``collection_name`` of ``client``, embedding queries with ``embeddings``."""
+        """A retriever over ``collection_name`` of ``client``, embedding queries with ``embeddings``
+        (``retrieval_mode=``, ``sparse_embeddings=`` and ``sparse_vector_name=`` for the hybrid
+        and sparse modes)."""
         if not isinstance(client, QdrantClient):
             raise InputError(f"client must be a qdrant_client.QdrantClient, got {type(client).__name__}; "
                              "pass the QdrantClient that holds the collection.")
-        if embeddings is None:
+        if embeddings is None and _mode(kwargs.get("retrieval_mode")) != "sparse":
             raise InputError("an Embeddings is required to embed the queries; pass embeddings=.")
         if query_bank is not None or query_collection is not None or gallery_sample is not None:
             if normalizer is not None:
@@ -206,18 +243,52 @@ class DBNormRetriever(BaseRetriever):
         """The :class:`DBNormClient` the retriever queries (e.g. to ``precompute`` statistics)."""
         return self._db
 
-    def _query_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _request(self, dense: Any, sparse: Any, kwargs: dict[str, Any],
+                 ids: Sequence[Any] | None = None) -> dict[str, Any]:
+        """The ``query_points`` arguments of one query: the request ``QdrantVectorStore``
+        sends in this retrieval mode, plus the layer's options. ``ids`` restricts it to
+        those points, all of them ranked (``k``, ``candidates`` = their number; no offset, no
+        threshold): how :meth:`rerank` orders given documents."""
         opts = {**self.search_kwargs, **kwargs}
         k = opts.pop("k", self.k)
-        out: dict[str, Any] = {"limit": k, "using": self.vector_name, "with_payload": True, "with_raw_score": True}
+        fusion = opts.pop("hybrid_fusion", None)
+        out: dict[str, Any] = {"limit": k, "with_payload": ids is None}
         for key, value in opts.items():
             if key not in _SEARCH_KWARGS:
-                raise InputError(f"unknown search option {key!r}; use k, {', '.join(_SEARCH_KWARGS)}.")
+                raise InputError(f"unknown search option {key!r}; use k, hybrid_fusion, {', '.join(_SEARCH_KWARGS)}.")
             if value is not None:
                 out[_SEARCH_KWARGS[key]] = value
         if self.candidates is not None:
             out["candidates"] = self.candidates
+        if ids is not None:
+            out.update(limit=len(ids), candidates=len(ids))
+            out.pop("offset", None)
+            out.pop("score_threshold", None)
+            user = out.get("query_filter")
+            out["query_filter"] = models.Filter(must=[models.HasIdCondition(has_id=list(ids))] + ([user] if user else []))
+        if sparse is not None:
+            sparse = models.SparseVector(indices=list(sparse.indices), values=list(sparse.values))
+        if self.retrieval_mode == "dense":
+            out.update(query=dense, using=self.vector_name, with_raw_score=True)
+        elif self.retrieval_mode == "sparse":
+            out.update(query=sparse, using=self.sparse_vector_name)
+        else:  # hybrid: langchain_qdrant's prefetch pair (each of k, the outer filter and params) under a fusion
+            branch = dict(filter=out.get("query_filter"), limit=out["limit"], params=out.get("search_params"))
+            out.update(prefetch=[models.Prefetch(using=self.vector_name, query=dense, **branch),
+                                 models.Prefetch(using=self.sparse_vector_name, query=sparse, **branch)],
+                       query=fusion or models.FusionQuery(fusion=models.Fusion.RRF))
         return out
+
+    def _vectors(self, query: str) -> tuple[Any, Any]:
+        """The query's dense and sparse vectors (``None`` where the mode has no such branch)."""
+        dense = None if self.retrieval_mode == "sparse" else self.embeddings.embed_query(query)
+        sparse = None if self.retrieval_mode == "dense" else self.sparse_embeddings.embed_query(query)
+        return dense, sparse
+
+    async def _avectors(self, query: str) -> tuple[Any, Any]:
+        dense = None if self.retrieval_mode == "sparse" else await self.embeddings.aembed_query(query)
+        sparse = None if self.retrieval_mode == "dense" else await self.sparse_embeddings.aembed_query(query)
+        return dense, sparse
 
     def _documents(self, points: list[Any], payload_key: str) -> list[Document]:
         docs = []
@@ -232,8 +303,7 @@ class DBNormRetriever(BaseRetriever):
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
     ) -> list[Document]:
-        vector = self.embeddings.embed_query(query)
-        res = self._db.query_points(self.collection_name, query=vector, **self._query_kwargs(kwargs))
+        res = self._db.query_points(self.collection_name, **self._request(*self._vectors(query), kwargs))
         return self._documents(res.points, self._db.payload_key)
 
     async def _aget_relevant_documents(
@@ -242,6 +312,66 @@ class DBNormRetriever(BaseRetriever):
         if self._adb is None:  # no async client: the sync path, off the event loop
             return await run_in_executor(None, self._get_relevant_documents, query,
                                          run_manager=run_manager.get_sync(), **kwargs)
-        vector = await self.embeddings.aembed_query(query)
-        res = await self._adb.query_points(self.collection_name, query=vector, **self._query_kwargs(kwargs))
+        request = self._request(*await self._avectors(query), kwargs)
+        res = await self._adb.query_points(self.collection_name, **request)
         return self._documents(res.points, self._adb.payload_key)
+
+    # ------------------------------------------------------------------ rerank given documents
+    def _by_id(self, documents: Sequence[Document]) -> dict[int, Document]:
+        """The documents by point key (the first of duplicates), checked to be points of this collection."""
+        by_key: dict[int, Document] = {}
+        for i, d in enumerate(documents):
+            meta = d.metadata or {}
+            coll = meta.get("_collection_name", self.collection_name)
+            if "_id" not in meta or coll != self.collection_name:
+                raise InputError(
+                    f"documents[{i}] is not from collection {self.collection_name!r} (metadata _id "
+                    f"{meta.get('_id')!r}, _collection_name {coll!r}); rerank documents retrieved from this "
+                    "collection (langchain_qdrant.QdrantVectorStore sets both keys)."
+                )
+            try:
+                by_key.setdefault(point_key(meta["_id"]), d)
+            except (ValueError, TypeError, AttributeError):
+                raise InputError(f"documents[{i}] has metadata _id {meta['_id']!r}, not a Qdrant point id (an "
+                                 "unsigned integer or a UUID).") from None
+        return by_key
+
+    def _reranked(self, by_key: dict[int, Document], points: list[Any], payload_key: str) -> list[Document]:
+        found = {point_key(p.id) for p in points}
+        missing = [d.metadata["_id"] for k, d in by_key.items() if k not in found]
+        if missing:
+            raise InputError(f"{len(missing)} document(s) are not points of collection {self.collection_name!r} "
+                             f"(e.g. {missing[:3]}); rerank only documents retrieved from this collection.")
+        out = []
+        for p in points:
+            d = by_key[point_key(p.id)]
+            meta = {**d.metadata, SCORE_KEY: float(p.score), RAW_SCORE_KEY: raw_score(p, payload_key)}
+            out.append(Document(page_content=d.page_content, metadata=meta, id=d.id))
+        return out
+
+    def rerank(self, documents: Sequence[Document], query: str, **kwargs: Any) -> list[Document]:
+        """``documents`` (retrieved from this collection, by any retriever) in the order this
+        retriever gives them for ``query``: its own request, restricted to their points.
+
+        Returns copies (the caller's documents are left as they were) with the normalised
+        (in the hybrid mode: fused) score in ``metadata["dbnorm_score"]`` and Qdrant's in
+        ``metadata["raw_score"]``. ``kwargs``: per-call search options (``filter``, ...).
+        """
+        by_key = self._by_id(documents)
+        if not by_key:
+            return []
+        ids = [d.metadata["_id"] for d in by_key.values()]
+        res = self._db.query_points(self.collection_name, **self._request(*self._vectors(query), kwargs, ids))
+        return self._reranked(by_key, res.points, self._db.payload_key)
+
+    async def arerank(self, documents: Sequence[Document], query: str, **kwargs: Any) -> list[Document]:
+        """:meth:`rerank` on the async client (else the sync one, off the event loop)."""
+        if self._adb is None:
+            return await run_in_executor(None, self.rerank, documents, query, **kwargs)
+        by_key = self._by_id(documents)
+        if not by_key:
+            return []
+        ids = [d.metadata["_id"] for d in by_key.values()]
+        res = await self._adb.query_points(self.collection_name, **self._request(*await self._avectors(query),
+                                                                                kwargs, ids))
+        return self._reranked(by_key, res.points, self._adb.payload_key)

@@ -5,6 +5,14 @@ collection, :class:`~dbnorm_qdrant.qdrant.DBNormClient` fetches their raw scores
 statistics (vectors by id, batched, computed once and cached), reranks them, and the
 nodes come back in the new order with the normalised score. All the maths lives in
 :mod:`dbnorm_qdrant`.
+
+Hybrid search (``QdrantVectorStore(enable_hybrid=True, ...)`` queried in
+``vector_store_query_mode="hybrid"``) is the store's own: it sends a dense and a sparse
+``QueryRequest`` in one ``query_batch_points`` and fuses the two results on the client
+with its ``hybrid_fusion_fn`` (``relative_score_fusion`` by default, weighted by
+``alpha``). The adapters run that very code on a copy of the store whose client is the
+:class:`DBNormClient` (:func:`routed_store`): the dense request comes back normalised,
+the sparse one as it is, and the store fuses them as it always does.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.vector_stores.types import VectorStoreQuery, VectorStoreQueryMode
 from qdrant_client import QdrantClient, models
 
 from dbnorm_qdrant import InputError
@@ -24,7 +33,8 @@ from dbnorm_qdrant.core.params import Params, as_params
 from dbnorm_qdrant.core.normalizer import BankNormalizer
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient, raw_score, vector_info
 
-__all__ = ["DBNormPostprocessor", "QdrantTarget", "qdrant_target", "SCORE_KEY", "RAW_SCORE_KEY"]
+__all__ = ["DBNormPostprocessor", "QdrantTarget", "qdrant_target", "routed_store", "query_mode", "store_query",
+           "SCORE_KEY", "RAW_SCORE_KEY"]
 
 SCORE_KEY = "dbnorm_score"
 """Node metadata key of the normalised score (hidden from the LLM and the embedder)."""
@@ -112,6 +122,41 @@ def resolve_config(
     return dict(normalizer=normalizer, banks=banks, params=params)
 
 
+def query_mode(target: QdrantTarget, mode: Any, allowed: tuple[str, ...] = ("default", "hybrid", "sparse")) -> str:
+    """A ``vector_store_query_mode`` (a ``VectorStoreQueryMode`` or its value) the adapters run:
+    ``"default"`` (the dense query, normalised), ``"hybrid"`` (the store's hybrid search, its
+    dense branch normalised) or ``"sparse"`` (the store's sparse query, as it is)."""
+    value = str(getattr(mode, "value", mode))
+    if value not in allowed:
+        raise InputError(f"vector_store_query_mode must be one of {list(allowed)}, got {value!r}.")
+    if value != "default" and not target.store.enable_hybrid:
+        raise InputError(f"vector_store_query_mode={value!r} needs a store with a sparse vector: create the "
+                         "QdrantVectorStore with enable_hybrid=True (and sparse_doc_fn= / sparse_query_fn=).")
+    return value
+
+
+def routed_store(target: QdrantTarget, db: DBNormClient, adb: Any = None) -> Any:
+    """A copy of the LlamaIndex store whose (async) client is the :class:`DBNormClient`: its
+    own ``query`` / ``aquery`` (hybrid, sparse) then run with every dense request normalised.
+    The user's store is left as it was."""
+    store = target.store.model_copy()
+    store._client, store._aclient = db, adb
+    return store
+
+
+def store_query(vector: list[float], query_str: str | None, mode: str, top_k: int, *, alpha: float | None = None,
+                sparse_top_k: int | None = None, hybrid_top_k: int | None = None,
+                node_ids: list[Any] | None = None) -> VectorStoreQuery:
+    """The ``VectorStoreQuery`` the adapters send a :func:`routed_store` (``node_ids``: restricted
+    to those points, as the store restricts a query to them)."""
+    if mode != "default" and query_str is None:
+        raise InputError(f"vector_store_query_mode={mode!r} needs the query text for its sparse branch: pass "
+                         "a QueryBundle with query_str.")
+    return VectorStoreQuery(query_embedding=vector, similarity_top_k=top_k, mode=VectorStoreQueryMode(mode),
+                            query_str=query_str, alpha=alpha, sparse_top_k=sparse_top_k, hybrid_top_k=hybrid_top_k,
+                            node_ids=node_ids)
+
+
 def check_db(db: Any, target: QdrantTarget) -> DBNormClient:
     if not isinstance(db, DBNormClient) or db.client is not target.client:
         raise InputError("db must be a DBNormClient wrapping the store's client.")
@@ -176,12 +221,20 @@ class DBNormPostprocessor(BaseNodePostprocessor):
     ``top_n`` keeps the best after the rerank. The query vector is ``QueryBundle.embedding``
     (set by the synchronous vector retrievers) or is embedded with ``embed_model`` (default:
     the index's).
+
+    ``vector_store_query_mode="hybrid"`` (with ``alpha``, as the retriever that produced the
+    nodes) reranks as the store's hybrid search ranks, restricted to the given nodes: the
+    dense scores normalised, fused with the sparse ones by the store's ``hybrid_fusion_fn``;
+    the node's score is the fused one and ``raw_score`` is ``None``.
     """
 
     top_n: Optional[int] = Field(default=None, description="How many nodes to keep after the rerank (None: all).")
 
     _target: QdrantTarget = PrivateAttr()
     _db: DBNormClient = PrivateAttr()
+    _mode: str = PrivateAttr(default="default")
+    _alpha: Optional[float] = PrivateAttr(default=None)
+    _store: Any = PrivateAttr(default=None)
 
     def __init__(
         self,
@@ -197,6 +250,8 @@ class DBNormPostprocessor(BaseNodePostprocessor):
         top_n: int | None = None,
         embed_model: BaseEmbedding | None = None,
         db: DBNormClient | None = None,
+        vector_store_query_mode: str | VectorStoreQueryMode = "default",
+        alpha: float | None = None,
         **kwargs: Any,
     ) -> None:
         if top_n is not None and (not isinstance(top_n, int) or top_n < 1):
@@ -209,6 +264,11 @@ class DBNormPostprocessor(BaseNodePostprocessor):
             cfg = resolve_config(self._target, normalizer=normalizer, banks=banks, params=params, query_bank=query_bank,
                                  query_collection=query_collection, gallery_sample=gallery_sample, seed=seed)
             self._db = DBNormClient(self._target.client, **cfg)
+        # a sparse-only ranking has no dense scores to normalise, and leaves out nodes without shared terms
+        self._mode = query_mode(self._target, vector_store_query_mode, ("default", "hybrid"))
+        self._alpha = alpha
+        if self._mode == "hybrid":
+            self._store = routed_store(self._target, self._db)
 
     @classmethod
     def class_name(cls) -> str:
@@ -219,27 +279,40 @@ class DBNormPostprocessor(BaseNodePostprocessor):
         """The :class:`DBNormClient` that reranks (e.g. to ``precompute`` statistics)."""
         return self._db
 
-    def _rerank(self, nodes: List[NodeWithScore], vector: list[float]) -> List[NodeWithScore]:
+    def _ranked(self, ids: list[Any], vector: list[float], query_str: str | None) -> list[tuple[Any, float, Any]]:
+        """(point id, score, raw score) of the points ``ids``, all of them, in the order the
+        adapter's query ranks them: the dense query normalised, or the store's hybrid search
+        over them (:func:`routed_store`)."""
+        if self._mode == "default":
+            res = self._db.query_points(
+                self._target.collection_name, query=vector, using=self._target.using, limit=len(ids),
+                candidates=len(ids), query_filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
+                with_payload=False, with_raw_score=True,
+            )
+            key = self._db.payload_key
+            return [(p.id, p.score, raw_score(p, key)) for p in res.points]
+        q = store_query(vector, query_str, self._mode, len(ids), alpha=self._alpha, sparse_top_k=len(ids),
+                        hybrid_top_k=len(ids), node_ids=ids)
+        res = self._store.query(q)
+        return [(point_id(n.node_id), s, None) for n, s in zip(res.nodes or [], res.similarities or [])]
+
+    def _rerank(self, nodes: List[NodeWithScore], vector: list[float], query_str: str | None = None
+                ) -> List[NodeWithScore]:
         if not nodes:
             return []
         by_id: dict[Any, NodeWithScore] = {}
         for n in nodes:
             by_id.setdefault(point_id(n.node.node_id), n)
         ids = list(by_id)
-        res = self._db.query_points(
-            self._target.collection_name, query=vector, using=self._target.using, limit=len(ids),
-            candidates=len(ids), query_filter=models.Filter(must=[models.HasIdCondition(has_id=ids)]),
-            with_payload=False, with_raw_score=True,
-        )
-        found = {p.id: p for p in res.points}
+        ranked = self._ranked(ids, vector, query_str)
+        found = {i for i, _, _ in ranked}
         missing = [i for i in ids if i not in found]
         if missing:
             raise InputError(
                 f"{len(missing)} node(s) are not points of collection {self._target.collection_name!r} "
                 f"(e.g. {missing[:3]}); rerank only nodes retrieved from this collection."
             )
-        key = self._db.payload_key
-        out = [with_scores(by_id[p.id].node, p.score, raw_score(p, key)) for p in res.points]
+        out = [with_scores(by_id[i].node, score, raw) for i, score, raw in ranked]
         return out if self.top_n is None else out[: self.top_n]
 
     def _postprocess_nodes(
@@ -247,7 +320,7 @@ class DBNormPostprocessor(BaseNodePostprocessor):
     ) -> List[NodeWithScore]:
         if not nodes:
             return []
-        return self._rerank(nodes, query_vector(query_bundle, self._target.embed_model))
+        return self._rerank(nodes, query_vector(query_bundle, self._target.embed_model), query_bundle.query_str)
 
     async def _apostprocess_nodes(
         self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle] = None
@@ -255,4 +328,4 @@ class DBNormPostprocessor(BaseNodePostprocessor):
         if not nodes:
             return []
         vector = await aquery_vector(query_bundle, self._target.embed_model)
-        return await asyncio.to_thread(self._rerank, nodes, vector)
+        return await asyncio.to_thread(self._rerank, nodes, vector, query_bundle.query_str)

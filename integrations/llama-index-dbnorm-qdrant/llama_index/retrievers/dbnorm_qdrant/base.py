@@ -1,7 +1,10 @@
 """LlamaIndex retriever over a Qdrant-backed ``VectorStoreIndex``, reranked with DBNorm.
 
 One :meth:`DBNormClient.query_points` per query: Qdrant's top-N candidates, reranked by the
-core, the top ``similarity_top_k`` returned as nodes (parsed by the store itself).
+core, the top ``similarity_top_k`` returned as nodes (parsed by the store itself). In
+``vector_store_query_mode="hybrid"`` (or ``"sparse"``) the store's own query runs, on a copy
+of the store whose client is the :class:`DBNormClient`: its dense request is normalised,
+its sparse one runs as it is, and the store fuses them with its ``hybrid_fusion_fn``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any, List, Mapping, Optional
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle
-from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery
+from llama_index.core.vector_stores.types import MetadataFilters, VectorStoreQuery, VectorStoreQueryMode
 
 from dbnorm_qdrant import InputError
 from dbnorm_qdrant.core.methods import Params
@@ -22,8 +25,11 @@ from llama_index.postprocessor.dbnorm_qdrant.base import (
     aquery_vector,
     check_db,
     qdrant_target,
+    query_mode,
     query_vector,
     resolve_config,
+    routed_store,
+    store_query,
     with_scores,
 )
 
@@ -54,9 +60,15 @@ class DBNormRetriever(BaseRetriever):
         Embeds queries that arrive without an embedding (default: the index's).
     db:
         A ready :class:`DBNormClient` over the store's client (its configuration and cache).
+    vector_store_query_mode, alpha, sparse_top_k, hybrid_top_k:
+        As for ``index.as_retriever``: ``"default"`` (the dense query, normalised), ``"hybrid"``
+        (the store's hybrid search, ``enable_hybrid=True``: its dense request normalised,
+        fused with the sparse one by the store's ``hybrid_fusion_fn`` weighted by ``alpha``)
+        or ``"sparse"`` (the store's sparse query, as it is).
 
-    Each node's ``score`` is the normalised score; ``metadata["dbnorm_score"]`` and
-    ``metadata["raw_score"]`` hold both (excluded from the LLM and embedding text).
+    Each node's ``score`` is the normalised score (hybrid: the fused one);
+    ``metadata["dbnorm_score"]`` and ``metadata["raw_score"]`` hold both (excluded from the
+    LLM and embedding text; ``raw_score`` is ``None`` in the hybrid and sparse modes).
     """
 
     def __init__(
@@ -76,6 +88,10 @@ class DBNormRetriever(BaseRetriever):
         qdrant_filters: Any = None,
         embed_model: Any = None,
         db: DBNormClient | None = None,
+        vector_store_query_mode: str | VectorStoreQueryMode = "default",
+        alpha: float | None = None,
+        sparse_top_k: int | None = None,
+        hybrid_top_k: int | None = None,
         callback_manager: Optional[CallbackManager] = None,
         verbose: bool = False,
     ) -> None:
@@ -97,6 +113,9 @@ class DBNormRetriever(BaseRetriever):
                 self._adb = AsyncDBNormClient(t.aclient, candidates=candidates, **cfg)
         self._filter = (qdrant_filters if filters is None
                         else t.store._build_query_filter(VectorStoreQuery(filters=filters)))
+        self._mode = query_mode(t, vector_store_query_mode)
+        self._hybrid = dict(alpha=alpha, sparse_top_k=sparse_top_k, hybrid_top_k=hybrid_top_k)
+        self._store = None if self._mode == "default" else routed_store(t, self._db, self._adb)
         super().__init__(callback_manager=callback_manager, verbose=verbose)
 
     @property
@@ -120,15 +139,29 @@ class DBNormRetriever(BaseRetriever):
         parsed = self._target.store.parse_to_query_result(points)
         return [with_scores(node, p.score, r) for node, p, r in zip(parsed.nodes, points, raws)]
 
+    def _store_query(self, query_bundle: QueryBundle, vector: list[float]) -> VectorStoreQuery:
+        return store_query(vector, query_bundle.query_str, self._mode, self._similarity_top_k, **self._hybrid)
+
+    @staticmethod
+    def _fused(res: Any) -> List[NodeWithScore]:
+        return [with_scores(n, s, None) for n, s in zip(res.nodes or [], res.similarities or [])]
+
     def _retrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         vector = query_vector(query_bundle, self._target.embed_model)
         query_bundle.embedding = vector  # as VectorIndexRetriever does: later postprocessors reuse it
+        if self._store is not None:
+            return self._fused(self._store.query(self._store_query(query_bundle, vector), qdrant_filters=self._filter))
         res = self._db.query_points(self._target.collection_name, **self._kwargs(vector))
         return self._nodes(res.points)
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> List[NodeWithScore]:
         vector = await aquery_vector(query_bundle, self._target.embed_model)
         query_bundle.embedding = vector
+        if self._store is not None:
+            q = self._store_query(query_bundle, vector)
+            if self._adb is not None:
+                return self._fused(await self._store.aquery(q, qdrant_filters=self._filter))
+            return self._fused(await asyncio.to_thread(self._store.query, q, qdrant_filters=self._filter))
         if self._adb is not None:
             res = await self._adb.query_points(self._target.collection_name, **self._kwargs(vector))
         else:  # no async client: the sync client, off the event loop
