@@ -115,9 +115,19 @@ def build_result(
 
 
 def shape_points(pts: list[Any], s: Spec, key: str) -> QueryResponse:
-    """A ``QueryResponse`` of ``pts`` as ranked, with their scores, and the payload and
-    vectors cut back to what ``s`` asked for (the reserved key and index vectors out)."""
-    _finish_points(pts, [pt.score for pt in pts], s, key, None)
+    """A ``QueryResponse`` of ``pts`` as ranked, scores kept, with the payload and vectors cut
+    back to what ``s`` asked for (the reserved key and index vectors out)."""
+    wp, wv = s.with_payload, s.with_vector
+    no_v = wv is False or wv is None
+    for pt in pts:
+        if pt.payload is not None and wp is not True:
+            new = _payload(pt.payload, wp, key, None)
+            if new is not pt.payload:
+                pt.payload = new
+        if pt.vector is not None:
+            new = None if no_v else _vector(pt.vector, wv)
+            if new is not pt.vector:
+                pt.vector = new
     return QueryResponse(points=pts)
 
 

@@ -160,6 +160,10 @@ def _nodes(p: Any, path: str, outer_filter: Any) -> Node:
 
 
 # ------------------------------------------------------------------ classification
+def _shown(kinds: dict[str, str]) -> str:
+    return ", ".join(f"{k or '(unnamed)'!r} ({v})" for k, v in sorted(kinds.items())) or "none"
+
+
 def _classify(core: Core, collection: str, node: Node, root: Spec, ov: Overrides, is_root: bool) -> Logic:
     """Logic: set ``node.kind`` (and its plan when it is normalised), below it first."""
     for c in node.children:
@@ -183,15 +187,14 @@ def _classify(core: Core, collection: str, node: Node, root: Spec, ov: Overrides
         return
     kinds = yield from core.kinds_logic(collection)
     using = node.using or None
-    shown = ", ".join(f"{k or '(unnamed)'!r} ({v})" for k, v in sorted(kinds.items())) or "none"
     if using is not None and using not in kinds:
         raise InputError(f"{node.path} uses vector {using!r}, which collection {collection!r} does not have; its "
-                         f"vectors are {shown}. Fix using=.")
+                         f"vectors are {_shown(kinds)}. Fix using=.")
     if isinstance(q, models.SparseVector) or (isinstance(q, models.NearestQuery)
                                               and isinstance(q.nearest, models.SparseVector)):
         if kinds.get(using or "") != "sparse":
             raise InputError(f"{node.path} is a sparse vector but {using or '(no using=)'!r} is not a sparse vector "
-                             f"of collection {collection!r} (its vectors: {shown}); pass using= a sparse one.")
+                             f"of collection {collection!r} (its vectors: {_shown(kinds)}); pass using= a sparse one.")
         node.why = "a sparse vector"
         return
     target = using if using is not None else ("" if "" in kinds else None)
@@ -294,10 +297,36 @@ def _engine_ok(nodes: list[Node]) -> bool:
         for p in plans)
 
 
+_PREFETCH_FIELDS = dict.fromkeys(models.Prefetch.model_fields)
+
+
+def _construct(**fields: Any) -> models.Prefetch:
+    """What ``Prefetch.model_construct`` builds (no validation), without its per-field default
+    lookups: the engine path builds three per hybrid query."""
+    m = object.__new__(models.Prefetch)
+    object.__setattr__(m, "__dict__", {**_PREFETCH_FIELDS, **fields})
+    object.__setattr__(m, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(m, "__pydantic_extra__", None)
+    object.__setattr__(m, "__pydantic_private__", None)
+    return m
+
+
+def _same_as_pydantic() -> bool:
+    try:
+        a, b = _construct(query=[1.0], limit=3), models.Prefetch.model_construct(query=[1.0], limit=3)
+        return a.__dict__ == b.__dict__ and a.model_fields_set == b.model_fields_set and a == b
+    except Exception:  # pragma: no cover - a pydantic whose internals differ
+        return False
+
+
+#: the fast constructor where it builds exactly pydantic's object, else pydantic's own
+_PREFETCH = _construct if _same_as_pydantic() else models.Prefetch.model_construct
+
+
 def _prefetch(**fields: Any) -> models.Prefetch:
     """A ``Prefetch`` of values already checked (the user's models, or the layer's own): built
     without pydantic's validation, which costs more than the rest of the engine path's planning."""
-    return models.Prefetch.model_construct(**{k: v for k, v in fields.items() if v is not None})
+    return _PREFETCH(**{k: v for k, v in fields.items() if v is not None})
 
 
 def _engine_node(core: Core, collection: str, n: Node, server: list[Plan]) -> models.Prefetch:
