@@ -41,6 +41,7 @@ from qdrant_client import models
 from qdrant_client.hybrid.fusion import distribution_based_score_fusion, reciprocal_rank_fusion
 
 from ..core.index import index_query
+from ..core.mmr import mmr
 from ..errors import InputError
 from ._io import Call, Logic
 from .core import Core
@@ -101,6 +102,8 @@ class Node:
     mmr: Any = None
     #: point ids left out of this node's results (a recommend query's examples, as Qdrant does)
     exclude: list[Any] = field(default_factory=list)
+    #: the request's shard key selector (every query the node runs on its own carries it)
+    shard_key: Any = None
 
     def own_filter(self) -> Any:
         """This level's filter as sent to Qdrant (which propagates the ancestors' itself)."""
@@ -147,14 +150,14 @@ def _and(flt: Any, cond: Any, negate: bool = False) -> models.Filter:
     return merge_filters(flt, extra)
 
 
-def _nodes(p: Any, path: str, outer_filter: Any) -> Node:
+def _nodes(p: Any, path: str, outer_filter: Any, shard_key: Any) -> Node:
     pf = p.prefetch
     kids = [] if pf is None else (pf if isinstance(pf, list) else [pf])
     eff = merge_filters(outer_filter, p.filter)
     limit = p.limit if p.limit is not None else 10
     node = Node(path, p.query, p.using, p.filter, p.params, limit, p.score_threshold, lookup_from=p.lookup_from,
-                effective=eff)
-    node.children = [_nodes(c, f"{path}.prefetch[{i}]" if path != "query" else f"prefetch[{i}]", eff)
+                effective=eff, shard_key=shard_key)
+    node.children = [_nodes(c, f"{path}.prefetch[{i}]" if path != "query" else f"prefetch[{i}]", eff, shard_key)
                      for i, c in enumerate(kids)]
     return node
 
@@ -376,7 +379,7 @@ def _raw_request(n: Node, limit: int | None = None, flt: Any = None, children: b
         query=n.query, using=n.using, filter=n.effective if flt is None else flt, params=n.params,
         limit=n.limit if limit is None else limit, score_threshold=n.score_threshold,
         prefetch=_prefetch_models(n.children) if children and n.children else None, lookup_from=n.lookup_from,
-        with_payload=False, with_vector=False)
+        with_payload=False, with_vector=False, shard_key=n.shard_key)
 
 
 def _prefetch_models(nodes: list[Node]) -> list[models.Prefetch]:
@@ -399,8 +402,7 @@ def _fuse(n: Node, lists: list[list[Any]], limit: int) -> list[Any]:
 
 
 def _mmr_points(p: Plan, n: Node, pts: list[Any], limit: int) -> list[Any]:
-    from ..core.mmr import mmr  # the maths of Qdrant's MMR on a given relevance
-
+    """Qdrant's MMR over the normalised candidates ``pts`` (their score is the relevance)."""
     if not pts:
         return []
     vecs = np.asarray([record_vector(pt, p.info.using) for pt in pts], dtype=np.float64)
@@ -471,7 +473,7 @@ def _client_logic(core: Core, collection: str, root: Node, spec: Spec, extra: di
     wp, wv = spec.with_payload, spec.with_vector
     if pts and (wp not in (False, None) or wv not in (False, None)) and root.kind != "mmr":
         got = yield Call("retrieve", dict(collection_name=collection, ids=[pt.id for pt in pts], with_payload=wp,
-                                          with_vectors=wv))
+                                          with_vectors=wv, shard_key_selector=spec.shard_key))
         by = {r.id: r for r in got}
         for pt in pts:
             r = by.get(pt.id)
@@ -489,7 +491,7 @@ def _parent_normalised(root: Node, n: Node) -> bool:
 
 # ------------------------------------------------------------------------ entry points
 def _planned(core: Core, collection: str, spec: Spec, ov: Overrides) -> Logic:
-    root = _nodes(spec, "query", None)
+    root = _nodes(spec, "query", None, spec.shard_key)
     root.limit = spec.limit
     yield from _classify(core, collection, root, spec, ov, True)
     nodes = root.walk()
