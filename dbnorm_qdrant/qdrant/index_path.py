@@ -22,7 +22,7 @@ from qdrant_client import models
 from ..core.index import bias_of_row, index_query
 from ._io import Logic
 from .planning import Plan, merge_vectors
-from .results import build_result, empty_result
+from .results import build_result, empty_result, shape_points
 
 if TYPE_CHECKING:
     from .core import Core
@@ -55,10 +55,11 @@ def index_logic(core: Core, collection: str, plans: list[Plan], extra: dict[str,
     key = core.payload_key
     for p, r in zip(plans, res):
         pts = r.points
-        raws = None
-        if p.raw_score:
-            name = core.index_status(collection, p.info, p.nz)[1]
-            raws = [pt.score + bias_of_row(pt.vector[name]) for pt in pts]
+        if not p.raw_score:  # Qdrant's scores, order, offset and threshold are the normalised ones
+            p.result = shape_points(pts, p.spec, key)
+            continue
+        name = core.index_status(collection, p.info, p.nz)[1]
+        raws = [pt.score + bias_of_row(pt.vector[name]) for pt in pts]
         build_result(p, pts, list(range(len(pts))), [pt.score for pt in pts], key, raws)
 
 
