@@ -38,7 +38,26 @@ class BM25Encoder:
             import qdrant_edge as qe
         except ImportError as exc:  # pragma: no cover - the edge extra is installed in CI
             raise InputError('BM25Encoder needs qdrant-edge-py: pip install "dbnorm-qdrant[edge]".') from exc
-        self._model = qe.Bm25(config if config is not None else qe.Bm25Config())
+        self.config = config if config is not None else qe.Bm25Config()
+        self._model = qe.Bm25(self.config)
+
+    @property
+    def avg_len(self) -> float:
+        """The average document length (in tokens) BM25's length normalisation assumes."""
+        return float(self.config.avg_len)
+
+    @classmethod
+    def fit(cls, texts: Iterable[str]) -> "BM25Encoder":
+        """An encoder whose ``avg_len`` is the mean length of ``texts`` in its own tokens
+        (distinct terms after stop words and stemming). The default (256 tokens) suits long
+        documents; on short ones (titles, lemma lists) it all but switches length normalisation
+        off, and BM25 ranks worse (on the WordNet gallery, mean 2.4 tokens, the hybrid R@1 gain
+        of normalisation halves)."""
+        import qdrant_edge as qe
+
+        lengths = [len(v.indices) for v in cls().embed_documents(texts)]
+        avg = max(sum(lengths) / len(lengths), 1.0) if lengths else 1.0
+        return cls(qe.Bm25Config(avg_len=avg))
 
     @staticmethod
     def _sparse(v: Any) -> models.SparseVector:

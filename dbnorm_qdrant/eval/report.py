@@ -26,6 +26,7 @@ import numpy as np
 
 from .._io_utils import check_writable, jsonable, short, write_files
 from ..errors import InputError
+from ..validation import check_int
 from .metrics import hubness_metrics
 
 log = logging.getLogger(__name__)
@@ -214,6 +215,7 @@ def write_report(
     n_top: int = 10,
     notes: Sequence[str] = (),
     params: Mapping[str, Any] | None = None,
+    plot_runs: int | None = None,
 ) -> dict[str, Path | None]:
     """Write ``hubness.png``, ``report.md`` or ``report.html``, and ``metrics.json`` into ``out_dir``.
 
@@ -227,6 +229,8 @@ def write_report(
         Text per item id for the hub tables (e.g. a payload field).
     fmt:
         ``"md"`` (Markdown) or ``"html"``.
+    plot_runs:
+        Plot only the first ``plot_runs`` retrievals (default: all); the tables show all.
 
     Returns
     -------
@@ -238,10 +242,12 @@ def write_report(
         raise InputError(f"report format must be 'md' or 'html', got {fmt!r}.")
     if not runs:
         raise InputError("a report needs at least one retrieval.")
+    if plot_runs is not None:
+        check_int(plot_runs, "plot_runs", hint="it is how many of the retrievals to plot (None: all).")
     out = check_writable(out_dir, "report folder", folder=True)
     runs = [Retrieval(r.name, np.asarray(r.occurrence, dtype=np.int64), dict(r.metrics), r.ids) for r in runs]
     hubs = [_hubs(r, k, n_top, labels) for r in runs]
-    png = _plot(runs, hubs, k, title)
+    png = _plot(runs[:plot_runs], hubs[:plot_runs], k, title)
     render = _markdown if fmt == "md" else _html
     page = render(title, "hubness.png" if png is not None else None, runs, hubs, k, notes, params)
     doc = {

@@ -229,7 +229,7 @@ def vector_info(info: Any, collection: str, using: str | None = None, *, support
         elif name is None:
             single = [k for k in dense if vectors[k].multivector_config is None]
             if len(single) != 1:
-                raise InputError(f"collection {collection!r} has {kinds}; a dense query needs using= one of the "
+                raise InputError(f"collection {collection!r} has {kinds}; for a dense query pass using= one of the "
                                  "dense vectors.")
             name = single[0]  # the one dense vector is what a dense query means (hybrid collections)
             vp = vectors[name]

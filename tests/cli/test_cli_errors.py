@@ -178,7 +178,7 @@ def test_using_wrong_names_the_value_and_the_valid_ones(files, qpath):
     base = ["evaluate", "--queries", files["Q"], "--query-bank", files["QB"], "--method", "is", "--path", qpath]
     one_line_error(cli(*base, "--collection", "nv", "--using", "wrong"), "'wrong'", "'a'", "'b'")
     one_line_error(cli(*base, "--collection", "g", "--using", "wrong"), "'wrong'", "single unnamed")
-    one_line_error(cli(*base, "--collection", "nv"), "named vectors", "'a'")
+    one_line_error(cli(*base, "--collection", "nv"), "dense vectors", "'a'")
 
 
 def test_unknown_collection_and_top_k_below_10(files, qpath, tmp_path):

@@ -45,7 +45,7 @@ def test_errors_from_below_the_cli_speak_in_flags(files, qpath):
     base = ["evaluate", "--queries", files["Q"], "--query-bank", files["QB"], "--method", "is", "--path", qpath]
     line = one_line_error(cli(*base, "--collection", "g", "--using", "wrong"), "drop --using")
     assert "using=" not in line
-    line = one_line_error(cli(*base, "--collection", "nv"), "pass --using one of them")
+    line = one_line_error(cli(*base, "--collection", "nv"), "pass --using one of the dense vectors")
     assert "using=" not in line
     line = one_line_error(cli("evaluate", "--queries", files["Q"], "--gallery", files["G"], "--query-bank",
                               files["QB"], "--method", "csls", "--k", "100000"), "choose --k <=")

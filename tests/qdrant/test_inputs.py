@@ -98,8 +98,8 @@ def test_vector_info_names_the_bad_vector_and_the_valid_ones():
         vector_info(named, "c", "wrong")
     with pytest.raises(InputError, match=r"'bm25' \(a sparse vector, which cannot be reranked\)"):
         vector_info(named, "c", "bm25")
-    with pytest.raises(InputError, match=r"has dense vectors \['image', 'text'\] and sparse vectors \['bm25'\]; a dense "
-                                         r"query needs using= one of the dense vectors"):
+    with pytest.raises(InputError, match=r"has dense vectors \['image', 'text'\] and sparse vectors \['bm25'\]; for a "
+                                         r"dense query pass using= one of the dense vectors"):
         vector_info(named, "c", None)
     hybrid = _desc({"dense": vp}, {"bm25": models.SparseVectorParams()})
     assert vector_info(hybrid, "c", None).using == "dense"  # the one dense vector is what a dense query means
