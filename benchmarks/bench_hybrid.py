@@ -85,6 +85,7 @@ from qdrant_client.hybrid.fusion import distribution_based_score_fusion, recipro
 from dbnorm_qdrant.banks import BankSet  # noqa: E402
 from dbnorm_qdrant.cli.hybrid import DENSE, FUSIONS, SPARSE, fill_collection, fitted_bm25, hybrid_request  # noqa: E402
 from dbnorm_qdrant.core.methods import Params  # noqa: E402
+from dbnorm_qdrant.core.mmr import mmr  # noqa: E402
 from dbnorm_qdrant.errors import InputError  # noqa: E402
 from dbnorm_qdrant.qdrant import DBNormClient  # noqa: E402
 
@@ -99,6 +100,7 @@ COLL = "h"
 PATHS = ("client", "server", "index")
 RTOL = 1e-5  # scores equal up to float32 rounding
 GROUPS = dict(group_by="group", limit=10, group_size=3)
+MMR = dict(diversity=0.5, candidates_limit=100)  # the MMR rows: Qdrant's default diversity
 GROUP_N = 2000  # candidates of the groups check: the grouped query and the order it is checked against rerank alike
 
 
@@ -271,12 +273,36 @@ def wrapper_lists(db: DBNormClient, d: dict, n: int, path: str, prefetch: int) -
     return out
 
 
+def _mmr_query(q: np.ndarray) -> models.NearestQuery:
+    return models.NearestQuery(nearest=q.tolist(), mmr=models.Mmr(**MMR))
+
+
+def mmr_lists(eng: Engine, db: DBNormClient, d: dict, n: int, S: np.ndarray, N: int) -> dict[str, list]:
+    """MMR (diversity 0.5 over 100 candidates, limit 10): Qdrant's plain MMR, the wrapper's (Qdrant's MMR
+    with the normalised score as relevance), and its reference: the normalised rerank of the raw top N,
+    its top 100 through :func:`dbnorm_qdrant.core.mmr.mmr` with the unit gallery vectors."""
+    Q, cand = d["Q"][:n], MMR["candidates_limit"]
+    plain = [eng.client.query_points(COLL, _mmr_query(q), using=DENSE, limit=10, with_payload=False).points for q in Q]
+    norm = [db.query_points(COLL, _mmr_query(q), using=DENSE, limit=10, with_payload=False, mode="client").points
+            for q in Q]
+    G = d["G"].astype(np.float64)
+    G /= np.linalg.norm(G, axis=1, keepdims=True)
+    ref = []
+    for pts in reranked(S[:n], [eng.search(q.tolist(), DENSE, N) for q in Q], cand):
+        ids = np.array([p.id for p in pts])
+        order, sc = mmr(np.array([p.score for p in pts]), G[ids], "Cosine", MMR["diversity"], 10)
+        ref.append(_scored(ids[order], sc))
+    return {"plain MMR": plain, "DBNormClient MMR, client path": norm, "reference normalised MMR (rerank of N)": ref}
+
+
 def quality_rows(d: dict, engine: str, lists: dict[str, list], plans: dict[str, str]) -> list[dict]:
     """A row per list: recall, and the share equal to its reference up to ties."""
     def ref_of(k: str) -> str | None:
         f = next((f for f in FUSIONS if f" {f}" in k), None)
         if k.startswith("plain hybrid") and "client" not in k:
             return f"plain hybrid {f} (client fusion)"
+        if k.startswith("DBNormClient MMR"):
+            return "reference normalised MMR (rerank of N)"
         if k.startswith("DBNormClient"):
             return f"reference normalised hybrid {f} ({'matrix' if k.endswith('index path') else 'rerank of N'})"
         return None
@@ -365,6 +391,23 @@ def latency(eng: Engine, db: DBNormClient, d: dict, nq: int, reps: int, prefetch
     return rows
 
 
+def mmr_latency(eng: Engine, db: DBNormClient, d: dict, nq: int, reps: int) -> dict:
+    """Plain MMR vs the wrapper's MMR (client path), interleaved; microseconds."""
+    reqs = [_mmr_query(q) for q in d["Q"][:nq]]
+    variants = {"plain": lambda i: eng.client.query_points(COLL, reqs[i], using=DENSE, limit=10, with_payload=False),
+                "normalised": lambda i: db.query_points(COLL, reqs[i], using=DENSE, limit=10, with_payload=False,
+                                                        mode="client")}
+    for v in variants.values():
+        for i in range(nq):
+            v(i)
+    times = _interleaved(variants, nq, reps)
+    med = {k: float(np.median(t)) * 1e6 for k, t in times.items()}
+    p95 = {k: float(np.percentile(t, 95)) * 1e6 for k, t in times.items()}
+    return {"set": d["name"], "engine": eng.name, "queries": nq, "reps": reps, "plain_us": med["plain"],
+            "plain_p95_us": p95["plain"], "normalised_us": med["normalised"], "normalised_p95_us": p95["normalised"],
+            "x": med["normalised"] / med["plain"], "p95_x": p95["normalised"] / p95["plain"]}
+
+
 # --------------------------------------------------------------------------- run
 def run_engine(kind: str, d: dict, n: int, S: np.ndarray, a: argparse.Namespace, res: dict) -> None:
     t0 = time.perf_counter()
@@ -382,9 +425,12 @@ def run_engine(kind: str, d: dict, n: int, S: np.ndarray, a: argparse.Namespace,
             for kind_g in ("dense", "hybrid RRF") if kind == "edge" else ("dense",):
                 res["groups"].append(groups_check(eng, db, d, ng, path, kind_g, a.prefetch))
             _stderr(f"  {d['name']} {kind}: {path} path [{time.perf_counter() - t0:.0f} s]")
+        for k, v in mmr_lists(eng, db, d, n, S, a.candidates).items():
+            lists[k], plans[k] = v, "client" if k.startswith("DBNormClient") else ""
         res["quality"] += quality_rows(d, kind, lists, plans)
         if kind == "edge" and a.lat_queries:
             res["latency"] += latency(eng, db, d, min(a.lat_queries, len(d["Q"])), a.reps, a.prefetch)
+            res["mmr_latency"].append(mmr_latency(eng, db, d, min(a.lat_queries, len(d["Q"])), a.reps))
             _stderr(f"  {d['name']} {kind}: latency [{time.perf_counter() - t0:.0f} s]")
     finally:
         eng.close()
@@ -453,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     t_start = time.perf_counter()
     res: dict = {"machine": _cpu(), "python": platform.python_version(), "method": PARAMS.to_dict(),
-                 "args": vars(a), "avg_len": {}, "quality": [], "groups": [], "latency": [], "skipped": []}
+                 "args": vars(a), "avg_len": {}, "quality": [], "groups": [], "latency": [], "mmr_latency": [], "skipped": []}
     print(f"machine: {res['machine']}\n")
     for name in a.sets:
         run_set(name, a, res)
@@ -467,6 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nLatency (edge engine through EdgeClient; {a.lat_queries} queries x {a.reps} interleaved passes; "
               "median us and ratio to the plain hybrid request, p95 ratio in brackets):\n")
         print(latency_table(res["latency"]))
+        print(f"\nMMR latency (edge; diversity {MMR['diversity']}, candidates_limit {MMR['candidates_limit']}, "
+              "limit 10; the wrapper's MMR runs on the client path):\n")
+        print("| set | plain MMR us (p95) | normalised MMR us (p95) | x (p95 x) |\n|---|---:|---:|---:|")
+        for r in res["mmr_latency"]:
+            print(f"| {r['set']} | {r['plain_us']:.0f} ({r['plain_p95_us']:.0f}) | {r['normalised_us']:.0f} "
+                  f"({r['normalised_p95_us']:.0f}) | {r['x']:.2f}x ({r['p95_x']:.2f}x) |")
     res["seconds"] = time.perf_counter() - t_start
     print(f"\n[{res['seconds']:.0f} s]")
     if a.json:

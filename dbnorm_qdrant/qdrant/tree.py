@@ -46,7 +46,7 @@ from ..errors import InputError
 from ._io import Call, Logic
 from .core import Core
 from .paths import run_plans
-from .planning import Overrides, Plan, Spec, merge_payload, merge_vectors
+from .planning import Overrides, Plan, Spec, merge_payload
 from .results import shape_points
 from .server_path import formula_query
 from .sources import point_key, record_vector
@@ -227,9 +227,7 @@ def _classify(core: Core, collection: str, node: Node, root: Spec, ov: Overrides
                 score_threshold=node.score_threshold, shard_key=root.shard_key)
     if is_root:  # the outer query: the user's offset and selectors
         spec = replace(spec, offset=root.offset if mmr is None else None, with_payload=root.with_payload,
-                       with_vector=root.with_vector if mmr is None else merge_vectors(root.with_vector, info.using))
-    elif mmr is not None:
-        spec = replace(spec, with_vector=[info.using or ""])
+                       with_vector=root.with_vector)
     node.plan = core.plan(collection, spec, info, ov, node.path)
     node.kind, node.mmr = ("mmr" if mmr is not None else "dense"), mmr
 
@@ -401,14 +399,23 @@ def _fuse(n: Node, lists: list[list[Any]], limit: int) -> list[Any]:
     return out
 
 
-def _mmr_points(p: Plan, n: Node, pts: list[Any], limit: int) -> list[Any]:
-    """Qdrant's MMR over the normalised candidates ``pts`` (their score is the relevance)."""
+def _mmr_logic(core: Core, collection: str, p: Plan, n: Node, pts: list[Any], limit: int) -> Logic:
+    """Logic: Qdrant's MMR over the normalised candidates ``pts`` (their score is the relevance);
+    their vectors are retrieved for these candidates only (the candidate query of N points
+    does not carry them: converting a vector costs more than scoring it)."""
     if not pts:
         return []
-    vecs = np.asarray([record_vector(pt, p.info.using) for pt in pts], dtype=np.float64)
-    rel = np.asarray([pt.score for pt in pts], dtype=np.float64)
+    name = p.info.using or ""
+    got = yield Call("retrieve", dict(collection_name=collection, ids=[pt.id for pt in pts], with_payload=False,
+                                      with_vectors=[name] if name else True, shard_key_selector=n.shard_key))
+    by = {r.id: record_vector(r, p.info.using) for r in got}
+    keep = [pt for pt in pts if by.get(pt.id) is not None]  # a point deleted meanwhile drops out
+    if not keep:
+        return []
+    vecs = np.asarray([by[pt.id] for pt in keep], dtype=np.float64)
+    rel = np.asarray([pt.score for pt in keep], dtype=np.float64)
     order, scores = mmr(rel, vecs, p.info.distance, n.mmr.diversity, limit)
-    out = [pts[i] for i in order]
+    out = [keep[i] for i in order]
     for pt, s in zip(out, scores):
         pt.score = float(s)
     return out
@@ -419,7 +426,7 @@ def _eval(core: Core, collection: str, n: Node, done: dict[int, list[Any]], limi
     """Logic: the ranked points of node ``n`` (at most ``limit``), from ``done`` or evaluated."""
     if id(n) in done:
         pts = done[id(n)]
-        return _mmr_points(n.plan, n, pts, limit) if n.kind == "mmr" else pts
+        return (yield from _mmr_logic(core, collection, n.plan, n, pts, limit)) if n.kind == "mmr" else pts
     lists = []
     for c in n.children:
         lists.append((yield from _eval(core, collection, c, done, c.limit, extra)))
@@ -437,7 +444,7 @@ def _eval(core: Core, collection: str, n: Node, done: dict[int, list[Any]], limi
             p.spec = replace(p.spec, limit=len(ids))
         yield from run_plans(core, collection, [p], extra)
         pts = p.result.points
-        return _mmr_points(p, n, pts, limit) if n.kind == "mmr" else pts
+        return (yield from _mmr_logic(core, collection, p, n, pts, limit)) if n.kind == "mmr" else pts
     if n.kind == "formula":
         raise InputError(f"{n.path}: a formula over a normalised branch reads the branch's $score, so it runs inside "
                          f"Qdrant only: store the statistics first (DBNormClient.precompute({collection!r}), with "
