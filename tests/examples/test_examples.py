@@ -42,6 +42,8 @@ CASES = {
                              r"R@1 plain (?P<raw>[\d.]+), DBNorm (?P<new>[\d.]+)"),
     "llamaindex_example.py": (["--docs", "150", "--queries", "20"], _LLAMA,
                               r"R@1 plain (?P<raw>[\d.]+), DBNormRetriever (?P<new>[\d.]+)"),
+    "hybrid_search.py": (["--queries", "100"], ["qdrant_edge"],
+                         r"hybrid RRF R@1 plain (?P<raw>[\d.]+), normalised dense branch (?P<new>[\d.]+)"),
 }
 
 
@@ -123,7 +125,7 @@ def test_example_runs_without_shared(name, runs):
     assert res.returncode == 0, f"{name} exited {res.returncode}:\n{res.stdout}\n{res.stderr[-4000:]}"
     raw, new = _recall(pattern, res.stdout)
     assert 0 < raw <= 100 and 0 < new <= 100
-    if name in ("quickstart.py", "plot_hubness.py"):  # full sample: a real gain
+    if name in ("quickstart.py", "plot_hubness.py", "hybrid_search.py"):  # a real gain on the sample
         assert new > raw, res.stdout
     if name == "plot_hubness.py":
         assert (tmp_path / "hub.png").stat().st_size > 10_000
