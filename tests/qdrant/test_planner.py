@@ -135,7 +135,7 @@ def test_nested_prefetch_rescoring_and_filters(hybrid):
     db.precompute(name, using="dense", index=True, progress=False)
     try:
         for i in range(4):
-            inner = _req(s, enc, i)
+            inner = _req(s, enc, i, models.FusionQuery(fusion=models.Fusion.DBSF))  # DBSF: no tied scores at 30
             kw = dict(prefetch=models.Prefetch(prefetch=inner["prefetch"], query=inner["query"], limit=30),
                       query=s.queries[i].tolist(), using="dense", query_filter=flt, limit=10, with_payload=True)
             eng = db.query_points(name, **kw)
@@ -261,16 +261,24 @@ def test_using_none_on_a_hybrid_collection_means_its_dense_vector(hybrid):
         _ids(db.query_points(name, s.queries[0].tolist(), using="dense", limit=5))
 
 
-def test_normalised_hybrid_beats_plain_hybrid_on_the_sample(hybrid, qclient):
+def _r1_ties_split(pts, answer) -> float:
+    """1/t when the answer is one of the t results tied at the top (RRF ties a branch's first with
+    the other's first; the engine orders such ties differently from call to call)."""
+    top = [p.id for p in pts if abs(p.score - pts[0].score) <= 1e-9 * abs(pts[0].score)]
+    return (answer in top) / len(top)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS[:2], ids=["rrf", "dbsf"])
+def test_normalised_hybrid_beats_plain_hybrid_on_the_sample(hybrid, fusion):
     """Real data (the shipped WordNet sample, 600 points, 300 queries whose answer is among them)."""
     db, name, s, enc = hybrid
     qs = [i for i in range(len(s.queries)) if s.ground_truth[i] < N_POINTS][:300]
-    hit = {"plain": 0, "norm": 0}
+    hit = {"plain": 0.0, "norm": 0.0}
     for i in qs:
-        kw = _req(s, enc, i)
-        hit["plain"] += _ids(db.query_points(name, **kw, rerank=False))[0] == s.ground_truth[i]
-        hit["norm"] += _ids(db.query_points(name, **kw))[0] == s.ground_truth[i]
-    assert hit["norm"] > hit["plain"], hit
+        kw = _req(s, enc, i, fusion)
+        hit["plain"] += _r1_ties_split(db.query_points(name, **kw, rerank=False).points, s.ground_truth[i])
+        hit["norm"] += _r1_ties_split(db.query_points(name, **kw).points, s.ground_truth[i])
+    assert hit["norm"] > hit["plain"] + 3, hit  # at least one point of R@1 on 300 queries
 
 
 def test_every_ranking_method_of_the_client_has_an_entry():
