@@ -1,12 +1,15 @@
 """``query_points_groups``, normalised: Qdrant's grouping over the normalised ranking.
 
 The request (any form :mod:`.query` takes: a dense query, hybrid, ...) runs normalised
-with a window of ``W`` points (at first ``max(4 * limit * group_size, 100)``); the points
+with a window of ``W`` points (at first ``max(4 * limit * group_size, 100)``; an MMR query:
+its ``candidates_limit``); the points
 are grouped in that order by :func:`~.groups.group_points` (Qdrant's rules: nested keys,
 array values, ids of a group as Qdrant takes them), so each group's head is the first
 point of that group in the normalised ``query_points`` order. While fewer than ``limit``
 groups are full and the window came back full, it grows fourfold and the query runs again.
-``with_lookup`` fills each group's ``lookup`` from another collection, by group id.
+``with_lookup`` fills each group's ``lookup`` from another collection, by group id. The
+hits' payload is what ``with_payload`` selects (a list / include / exclude selector is
+applied by Qdrant, with one ``retrieve`` of the hits).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from .core import Core
 from .groups import group_points, groups_complete
 from .planning import Overrides, Spec
 from .query import query_logic
-from .results import _payload, _vector
+from .results import _vector
 
 __all__ = ["groups_logic"]
 
@@ -38,17 +41,30 @@ def groups_logic(core: Core, collection: str, spec: Spec, group_by: Any, group_s
     group_points((), group_by, spec.limit, group_size)  # checks the arguments (an InputError naming the fix)
     limit = int(spec.limit)
     window = max(4 * limit * int(group_size), 100)
+    cap = MAX_WINDOW
+    q = spec.query
+    if isinstance(q, models.NearestQuery) and q.mmr is not None:  # MMR ranks its candidates_limit points only
+        cap = window = q.mmr.candidates_limit if q.mmr.candidates_limit is not None else window
     while True:
         inner = replace(spec, limit=window, with_payload=True)
         res = yield from query_logic(core, collection, [inner], ov, extra)
         pts = res[0].points
         groups = group_points(pts, group_by, limit, int(group_size))
-        if groups_complete(groups, limit, int(group_size)) or len(pts) < window or window >= MAX_WINDOW:
+        if groups_complete(groups, limit, int(group_size)) or len(pts) < window or window >= cap:
             break
-        window = min(4 * window, MAX_WINDOW)
+        window = min(4 * window, cap)
     # a point in several groups is one object in each (as in qdrant-client): shaped once
-    for pt in {id(pt): pt for g in groups for pt in g.hits}.values():
-        pt.payload = _payload(pt.payload, spec.with_payload, core.payload_key, None)
+    hits = list({id(pt): pt for g in groups for pt in g.hits}.values())
+    wp = spec.with_payload
+    if hits and wp not in (True, False, None):  # a list / include / exclude selector: Qdrant's own selection
+        got = yield Call("retrieve", dict(collection_name=collection, ids=[pt.id for pt in hits], with_payload=wp,
+                                          with_vectors=False, **extra))
+        by = {r.id: r.payload for r in got}
+        for pt in hits:
+            pt.payload = by.get(pt.id)
+    for pt in hits:
+        if wp is False or wp is None:
+            pt.payload = None
         pt.vector = _vector(pt.vector, spec.with_vector)
     if with_lookup is not None and groups:
         yield from _lookup(groups, with_lookup, extra)

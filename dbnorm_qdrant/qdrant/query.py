@@ -32,11 +32,12 @@ def query_logic(
     results: list[Any] = [None] * len(specs)
     plans, where = [], []
     for i, s in enumerate(specs):
+        what = f"requests[{i}].query" if batch else "query"
         if is_tree(s):
-            results[i] = yield from tree_logic(core, collection, s, ov, extra)
+            results[i] = yield from tree_logic(core, collection, s, ov, extra, what)
             continue
         info = yield from core.info_logic(collection, s.using)
-        plans.append(core.plan(collection, s, info, ov, f"requests[{i}].query" if batch else "query"))
+        plans.append(core.plan(collection, s, info, ov, what))
         where.append(i)
     if plans:
         yield from run_plans(core, collection, plans, extra)

@@ -46,12 +46,14 @@ def _gates_gallery(p: Params) -> bool:
 
 @dataclass
 class PrecomputeReport:
-    """What a precompute did: points written, points skipped (already current); with the
+    """What a precompute did: points written, points skipped (already current), points without
+    the vector (nothing to compute; e.g. sparse-only points of a hybrid collection); with the
     index, its vector's name and the index rows written and skipped."""
 
     fingerprint: str
     written: int = 0
     skipped: int = 0
+    without_vector: int = 0
     flags_changed: int = 0
     index_name: str | None = None
     index_written: int = 0
@@ -75,6 +77,7 @@ def precompute_logic(
 
     key = core.payload_key
     info = yield from core.info_logic(collection, using)
+    using = info.using  # using=None on a hybrid collection: its one dense vector
     nz = core.normalizer(collection, info, Overrides(params=params))
     fp = nz.fingerprint
     name = None
@@ -100,6 +103,8 @@ def precompute_logic(
                 )
             if not force and isinstance(cur, dict) and cur.get("fp") == fp:
                 rep.skipped += 1
+            elif record_vector(r, using) is None:  # no such vector (a sparse-only point of a hybrid collection)
+                rep.without_vector += 1
             else:
                 todo.append(r)
         bar.update(len(recs))

@@ -47,7 +47,7 @@ from ._io import Call, Logic
 from .core import Core
 from .paths import run_plans
 from .planning import Overrides, Plan, Spec, merge_payload
-from .results import shape_points
+from .results import empty_result, shape_points
 from .server_path import formula_query
 from .sources import point_key, record_vector
 
@@ -157,8 +157,8 @@ def _nodes(p: Any, path: str, outer_filter: Any, shard_key: Any) -> Node:
     limit = p.limit if p.limit is not None else 10
     node = Node(path, p.query, p.using, p.filter, p.params, limit, p.score_threshold, lookup_from=p.lookup_from,
                 effective=eff, shard_key=shard_key)
-    node.children = [_nodes(c, f"{path}.prefetch[{i}]" if path != "query" else f"prefetch[{i}]", eff, shard_key)
-                     for i, c in enumerate(kids)]
+    base = path[: -len("query")] if path.endswith("query") else f"{path}."  # "requests[3].query" -> "requests[3]."
+    node.children = [_nodes(c, f"{base}prefetch[{i}]", eff, shard_key) for i, c in enumerate(kids)]
     return node
 
 
@@ -172,19 +172,21 @@ def _classify(core: Core, collection: str, node: Node, root: Spec, ov: Overrides
     for c in node.children:
         yield from _classify(core, collection, c, root, ov, False)
     q = node.query
+    if q is None and node.children:
+        raise InputError(f"{node.path} has prefetch branches but no query to rank them (Qdrant refuses it too); pass "
+                         "query= (a FusionQuery to fuse them, or a vector to re-score them).")
     if isinstance(q, (models.FusionQuery, models.RrfQuery)):
         if not node.children:
             raise InputError(f"{node.path}: a fusion query fuses the results of prefetch branches, and there are none; "
                              "add prefetch=[...] (one Prefetch per branch).")
+        if node.using:
+            raise InputError(f"{node.path}: a fusion query does not use a vector (Qdrant refuses using= with it); drop "
+                             f"using={node.using!r} or move it to the prefetch branches.")
         node.kind = "fusion"
         return
     if isinstance(q, models.FormulaQuery):
         node.kind, node.why = "formula", "a formula"
         return
-    for typ, form in _REFUSED:
-        if isinstance(q, typ):
-            raise InputError(f"{node.path}: cannot normalise {form} (it ranks by a dense similarity the layer does "
-                             "not see); pass rerank=False to run the request as it is.")
     if q is None or isinstance(q, _AS_IS):
         node.why = "no query" if q is None else type(q).__name__
         return
@@ -193,6 +195,13 @@ def _classify(core: Core, collection: str, node: Node, root: Spec, ov: Overrides
     if using is not None and using not in kinds:
         raise InputError(f"{node.path} uses vector {using!r}, which collection {collection!r} does not have; its "
                          f"vectors are {_shown(kinds)}. Fix using=.")
+    for typ, form in _REFUSED:
+        if isinstance(q, typ):
+            if using is not None and kinds.get(using) == "sparse":  # a sparse similarity: nothing to normalise
+                node.why = f"{form} on a sparse vector"
+                return
+            raise InputError(f"{node.path}: cannot normalise {form} (it ranks by a dense similarity the layer does "
+                             "not see); pass rerank=False to run the request as it is.")
     if isinstance(q, models.SparseVector) or (isinstance(q, models.NearestQuery)
                                               and isinstance(q.nearest, models.SparseVector)):
         if kinds.get(using or "") != "sparse":
@@ -214,7 +223,11 @@ def _classify(core: Core, collection: str, node: Node, root: Spec, ov: Overrides
     elif isinstance(q, models.NearestQuery):
         mmr, q = q.mmr, q.nearest
     if node.lookup_from is not None:
+        same = node.lookup_from.collection == collection
+        q0 = q
         q = yield from _lookup(core, node, q, info.using)
+        if same and (isinstance(q0, (int, str)) or hasattr(q0, "hex")):
+            node.exclude = [*node.exclude, q0]  # Qdrant never returns the point a query names
     if ov.with_raw_score and not is_root:
         raise InputError("with_raw_score applies to one dense query, not to a request with prefetch; drop it.")
     limit = node.limit
@@ -290,9 +303,9 @@ def _lookup(core: Core, node: Node, q: Any, using: str | None) -> Logic:
 
 
 # --------------------------------------------------------------------- the engine path
-def _engine_ok(nodes: list[Node]) -> bool:
+def _engine_ok(nodes: list[Node], ov: Overrides) -> bool:
     plans = [n.plan for n in nodes if n.plan is not None]
-    return bool(plans) and all(
+    return bool(plans) and not ov.with_raw_score and all(
         n.kind != "mmr" for n in nodes) and all(
         p.mode in ("index", "server") and not p.nz.params.gated and not p.nz.params.center and p.qvec is not None
         for p in plans)
@@ -330,7 +343,7 @@ def _prefetch(**fields: Any) -> models.Prefetch:
     return _PREFETCH(**{k: v for k, v in fields.items() if v is not None})
 
 
-def _engine_node(core: Core, collection: str, n: Node, server: list[Plan]) -> models.Prefetch:
+def _engine_node(core: Core, collection: str, n: Node, server: list[tuple[Plan, models.Prefetch]]) -> models.Prefetch:
     kids = [_engine_node(core, collection, c, server) for c in n.children] or None
     p = n.plan
     common = dict(filter=n.own_filter(), params=n.params, limit=n.limit, score_threshold=n.score_threshold)
@@ -340,35 +353,43 @@ def _engine_node(core: Core, collection: str, n: Node, server: list[Plan]) -> mo
         name = core.index_status(collection, p.info, p.nz)[1]
         return _prefetch(query=index_query(p.qvec, unit=p.info.distance == "Cosine"), using=name, prefetch=kids,
                          **common)
-    server.append(p)
     inner_limit = p.n if kids is None else sum(c.limit or 10 for c in kids)
     inner = _prefetch(query=p.spec.query, using=p.info.using, prefetch=kids, filter=common.pop("filter"),
                       params=common.pop("params"), limit=inner_limit)
-    return _prefetch(query=formula_query(p.nz.params, core.payload_key, p.info.sign, fingerprint=p.nz.fingerprint),
-                     prefetch=[inner], **common)
+    out = _prefetch(query=formula_query(p.nz.params, core.payload_key, p.info.sign, fingerprint=p.nz.fingerprint),
+                    prefetch=[inner], **common)
+    server.append((p, out))
+    return out
 
 
 def _engine_logic(core: Core, collection: str, root: Node, spec: Spec, extra: dict[str, Any]) -> Logic:
-    """Logic: the whole request as one Qdrant query; ``None`` when a server-path node met a
-    point without current statistics (then the client path serves it)."""
-    server: list[Plan] = []
+    """Logic: the whole request as one Qdrant query; ``None`` when a server-path branch holds a
+    point without current statistics (then the client path serves the request).
+
+    Each server-path branch is probed in the same batch: its formula query with ``limit=1``.
+    The formula lifts a candidate without current statistics to the top of its branch, so the
+    probe's top point says whether the branch is sound, even when such a point does not reach
+    the fused result (where it would still have displaced the others)."""
+    server: list[tuple[Plan, models.Prefetch]] = []
     top = _engine_node(core, collection, root, server)
     key = core.payload_key
     g = top.__dict__.get  # (built without validation: unset fields are absent)
     req = dict(query=g("query"), using=g("using"), prefetch=g("prefetch"), query_filter=g("filter"),
                search_params=g("params"), limit=spec.limit, offset=spec.offset, score_threshold=g("score_threshold"),
-               with_payload=merge_payload(spec.with_payload, key) if server else spec.with_payload,
-               with_vectors=spec.with_vector, lookup_from=g("lookup_from"), shard_key_selector=spec.shard_key)
-    resp = yield Call("query_points", dict(collection_name=collection, **req, **extra))
-    if server:
-        fps = {p.nz.fingerprint for p in server}
-        for pt in resp.points:
-            rec = (pt.payload or {}).get(key)
-            if not (isinstance(rec, dict) and rec.get("fp") in fps):
-                for p in server:
-                    core.mark_payload_ready((collection, p.info.using, p.nz.fingerprint), False)
-                return None
-    return shape_points(resp.points, spec, key)
+               with_payload=spec.with_payload, with_vectors=spec.with_vector, lookup_from=g("lookup_from"),
+               shard_key_selector=spec.shard_key)
+    if not server:
+        resp = yield Call("query_points", dict(collection_name=collection, **req, **extra))
+        return shape_points(resp.points, spec, key)
+    probes = [dict(query=pf.query, prefetch=pf.prefetch, limit=1, with_payload=[key], with_vectors=False,
+                   shard_key_selector=spec.shard_key) for _, pf in server]
+    res = yield from core.batch_call(collection, [req, *probes], extra)
+    for (p, _), r in zip(server, res[1:]):
+        rec = (r.points[0].payload or {}).get(key) if r.points else {"fp": p.nz.fingerprint}
+        if not (isinstance(rec, dict) and rec.get("fp") == p.nz.fingerprint):
+            core.mark_payload_ready((collection, p.info.using, p.nz.fingerprint), False)
+            return None
+    return shape_points(res[0].points, spec, key)
 
 
 # --------------------------------------------------------------------- the client path
@@ -440,8 +461,6 @@ def _eval(core: Core, collection: str, n: Node, done: dict[int, list[Any]], limi
         p = n.plan
         p.spec = replace(p.spec, filter=_and(p.spec.filter, has))
         p.n = max(p.n, len(ids))
-        if n.kind == "mmr":
-            p.spec = replace(p.spec, limit=len(ids))
         yield from run_plans(core, collection, [p], extra)
         pts = p.result.points
         return (yield from _mmr_logic(core, collection, p, n, pts, limit)) if n.kind == "mmr" else pts
@@ -471,10 +490,10 @@ def _client_logic(core: Core, collection: str, root: Node, spec: Spec, extra: di
         done.update({id(n): r.points for n, r in zip(raw, res)})
     off = spec.offset or 0
     if root.plan is not None and root.kind == "dense":  # the root's plan shaped its result (offset, selectors)
-        if id(root) in done:
-            return root.plan.result
-        yield from _eval(core, collection, root, done, spec.limit, extra)
-        return root.plan.result
+        if id(root) not in done:
+            root.plan.result = None
+            yield from _eval(core, collection, root, done, spec.limit, extra)
+        return root.plan.result if root.plan.result is not None else empty_result()  # None: no branch point
     pts = yield from _eval(core, collection, root, done, spec.limit + off, extra)
     pts = pts[off:]
     wp, wv = spec.with_payload, spec.with_vector
@@ -497,8 +516,8 @@ def _parent_normalised(root: Node, n: Node) -> bool:
 
 
 # ------------------------------------------------------------------------ entry points
-def _planned(core: Core, collection: str, spec: Spec, ov: Overrides) -> Logic:
-    root = _nodes(spec, "query", None, spec.shard_key)
+def _planned(core: Core, collection: str, spec: Spec, ov: Overrides, what: str = "query") -> Logic:
+    root = _nodes(spec, what, None, spec.shard_key)
     root.limit = spec.limit
     yield from _classify(core, collection, root, spec, ov, True)
     nodes = root.walk()
@@ -507,7 +526,7 @@ def _planned(core: Core, collection: str, spec: Spec, ov: Overrides) -> Logic:
                          "MMR or a request without a normalised outer query; drop it.")
     if not root.normalised():
         return root, "as-is"
-    return root, "engine" if _engine_ok(nodes) else "client"
+    return root, "engine" if _engine_ok(nodes, ov) else "client"
 
 
 def _describe(root: Node, path: str) -> dict[str, Any]:
@@ -538,16 +557,17 @@ def explain_logic(core: Core, collection: str, spec: Spec, ov: Overrides) -> Log
     return _describe(root, path)
 
 
-def tree_logic(core: Core, collection: str, spec: Spec, ov: Overrides, extra: dict[str, Any]) -> Logic:
+def tree_logic(core: Core, collection: str, spec: Spec, ov: Overrides, extra: dict[str, Any],
+               what: str = "query") -> Logic:
     """Logic: run one request with prefetch / fusion / MMR / recommend (module docstring);
-    returns its ``QueryResponse``."""
-    root, path = yield from _planned(core, collection, spec, ov)
+    returns its ``QueryResponse``. ``what`` names the request in errors (``requests[3].query``)."""
+    root, path = yield from _planned(core, collection, spec, ov, what)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("query on %r runs on the %s path: %s", collection, path, _describe(root, path)["nodes"])
     if path == "as-is":
         res = yield Call("query_batch_points", dict(collection_name=collection, requests=[spec.to_request()],
                                                     **extra))
-        return res[0]
+        return shape_points(res[0].points, spec, core.payload_key)  # index vectors out unless named
     if path == "engine":
         out = yield from _engine_logic(core, collection, root, spec, extra)
         if out is not None:

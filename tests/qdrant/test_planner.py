@@ -31,20 +31,35 @@ N_POINTS = 600  # the sample's first 600 gallery items: quick on local mode, eve
 ALL = 5000  # candidates= above the collection size: the client path ranks the whole collection
 
 
-@pytest.fixture(scope="module")
-def hybrid(qclient):
-    """A collection with a dense vector "dense" (Cosine) and a BM25 sparse vector "words" (IDF)
-    of the sample's gallery; payload {"i": i, "grp": i % 7}; a wrapper with dualis banks."""
+def _make(qclient, n_points: int, extra_points: list | None = None):
     s = load_sample()
     enc = BM25()
     name = f"hy_{uuid.uuid4().hex[:8]}"
     qclient.create_collection(
         name, vectors_config={"dense": models.VectorParams(size=s.dim, distance=models.Distance.COSINE)},
         sparse_vectors_config={"words": models.SparseVectorParams(modifier=models.Modifier.IDF)})
-    docs = enc.embed_documents(s.gallery_texts[:N_POINTS])
+    docs = enc.embed_documents(s.gallery_texts[:n_points])
     qclient.upsert(name, [models.PointStruct(id=i, vector={"dense": s.gallery[i].tolist(), "words": docs[i]},
-                                             payload={"i": i, "grp": i % 7}) for i in range(N_POINTS)], wait=True)
+                                             payload={"i": i, "grp": i % 7, "meta": {"g": i % 3}})
+                          for i in range(n_points)] + (extra_points or []), wait=True)
     db = DBNormClient(qclient, banks=BankSet(s.query_bank, s.gallery_bank), params={"method": "dualis"})
+    return db, name, s, enc
+
+
+@pytest.fixture(scope="module")
+def hybrid(qclient):
+    """A collection with a dense vector "dense" (Cosine) and a BM25 sparse vector "words" (IDF)
+    of the sample's gallery; payload {"i": i, "grp": i % 7, "meta": {"g": i % 3}}; a wrapper with
+    dualis banks. Shared by the module: tests that write use ``fresh``."""
+    db, name, s, enc = _make(qclient, N_POINTS)
+    yield db, name, s, enc
+    qclient.delete_collection(name)
+
+
+@pytest.fixture
+def fresh(qclient):
+    """A small collection of its own (200 points) for a test that writes to it."""
+    db, name, s, enc = _make(qclient, 200)
     yield db, name, s, enc
     qclient.delete_collection(name)
 
@@ -309,3 +324,101 @@ def test_matrix_queries_are_refused_unless_rerank_false(hybrid):
         db.search_matrix_pairs(name, sample=10, limit=2, using="dense")
     if hasattr(db.client, "search_matrix_pairs"):
         assert db.search_matrix_pairs(name, sample=10, limit=2, using="dense", rerank=False).pairs
+
+
+# ------------------------------------------------------------------ edge cases a review found
+def test_an_empty_prefetch_under_a_dense_query_returns_no_points(hybrid):
+    db, name, s, _ = hybrid
+    none = models.Filter(must=[models.FieldCondition(key="grp", match=models.MatchValue(value=99))])
+    kw = dict(prefetch=[models.Prefetch(query=s.queries[0].tolist(), using="dense", filter=none)],
+              query=s.queries[0].tolist(), using="dense")
+    assert db.query_points(name, **kw, mode="client").points == []
+    assert db.query_points_groups(name, "grp", **kw, mode="client").groups == []
+
+
+def test_lookup_from_the_same_collection_leaves_the_point_out(hybrid):
+    db, name, s, _ = hybrid
+    lk = models.LookupLocation(collection=name, vector="dense")
+    got = _ids(db.query_points(name, 5, using="dense", lookup_from=lk, limit=5, mode="client", candidates=ALL))
+    by_id = _ids(db.query_points(name, 5, using="dense", limit=5, mode="client", candidates=ALL))
+    assert 5 not in got and got == by_id  # as a query by id of this collection
+
+
+def test_groups_apply_the_payload_selector_as_qdrant(hybrid):
+    db, name, s, _ = hybrid
+    q = s.queries[1].tolist()
+    for sel, want in ((["i"], {"i"}), (models.PayloadSelectorExclude(exclude=["i", "meta"]), {"grp", "_dbnorm"}),
+                      (["meta.g"], {"meta"})):
+        g = db.query_points_groups(name, "grp", query=q, using="dense", limit=2, group_size=2, with_payload=sel)
+        keys = {k for gr in g.groups for h in gr.hits for k in h.payload}
+        assert keys <= want and keys - {"_dbnorm"}, (sel, keys)  # ("_dbnorm": there once precomputed)
+    g = db.query_points_groups(name, "grp", query=models.NearestQuery(nearest=q, mmr=models.Mmr(candidates_limit=30)),
+                               using="dense", limit=3, group_size=2)
+    assert 1 <= len(g.groups) <= 3  # an MMR query groups its candidates_limit points (no error)
+
+
+def test_mmr_over_a_prefetch_keeps_candidates_limit(hybrid):
+    db, name, s, _ = hybrid
+    q = s.queries[2].tolist()
+    kw = dict(prefetch=[models.Prefetch(query=q, using="dense", limit=60)], using="dense", limit=5,
+              query=models.NearestQuery(nearest=q, mmr=models.Mmr(diversity=0.9, candidates_limit=10)))
+    got = _ids(db.query_points(name, **kw, mode="client", candidates=ALL))
+    best10 = _ids(db.query_points(name, q, using="dense", limit=10, mode="client", candidates=ALL))
+    assert len(got) == 5 and set(got) <= set(best10)
+
+
+def test_requests_qdrant_refuses_are_refused(hybrid):
+    db, name, s, enc = hybrid
+    with pytest.raises(InputError, match="no query to rank them"):
+        db.query_points(name, prefetch=[models.Prefetch(query=s.queries[0].tolist(), using="dense")])
+    with pytest.raises(InputError, match="does not use a vector"):
+        db.query_points(name, **_req(s, enc, 0), using="dense")
+    with pytest.raises(InputError, match=r"requests\[1\]\.prefetch\[0\] uses vector 'nope'"):
+        db.query_batch_points(name, [models.QueryRequest(query=s.queries[0].tolist(), using="dense"),
+                                     models.QueryRequest(prefetch=[models.Prefetch(query=s.queries[0].tolist(),
+                                                                                   using="nope")],
+                                                         query=models.FusionQuery(fusion=models.Fusion.RRF))])
+
+
+def test_a_context_query_on_a_sparse_vector_runs_as_it_is(hybrid):
+    db, name, s, enc = hybrid
+    ctx = models.ContextQuery(context=[models.ContextPair(positive=1, negative=2)])
+    assert _ids(db.query_points(name, ctx, using="words", limit=5)) == \
+        _ids(db.query_points(name, ctx, using="words", limit=5, rerank=False))
+    with pytest.raises(InputError, match="context query"):
+        db.query_points(name, ctx, using="dense", limit=5)
+
+
+def test_stale_statistics_on_the_server_path_fall_back_and_the_index_vector_stays_hidden(fresh):
+    """Points upserted after precompute have no statistics: a server-path branch notices it (its
+    probe) even when they are not in the fused result, and the client path serves the query."""
+    db, name, s, enc = fresh
+    rep = db.precompute(name, using="dense", progress=False)
+    assert rep.written == 200
+    db.client.upsert(name, [models.PointStruct(id=1000 + j, vector={"dense": s.gallery[300 + j].tolist()})
+                            for j in range(20)], wait=True)
+    for i in range(300, 306):
+        kw = _req(s, enc, i, limit=3)
+        srv = db.query_points(name, **kw, mode="server")
+        cli = db.query_points(name, **kw, mode="client", candidates=ALL)
+        _same_ranking(srv, cli)
+    rep = db.precompute(name, using="dense", progress=False, index=True)  # the 20 dense-only points too
+    assert rep.written == 20
+    db.client.upsert(name, [models.PointStruct(id=2000, vector={"words": enc.embed_documents(["guitar"])[0]})],
+                     wait=True)  # a sparse-only point: no dense vector, nothing to compute
+    assert db.precompute(name, using="dense", progress=False).without_vector == 1
+    sp = enc.embed_query(s.query_texts[0])
+    for res in (db.query_points(name, sp, using="words", limit=3, with_vectors=True),
+                db.query_points(name, **_req(s, enc, 0), with_vectors=True)):
+        assert res.points and all(not any(k.startswith("_dbnorm") for k in p.vector) for p in res.points)
+
+
+def test_with_raw_score_keeps_a_rescoring_request_on_the_client_path(fresh):
+    db, name, s, enc = fresh
+    db.precompute(name, using="dense", progress=False, index=True)
+    kw = dict(prefetch=[models.Prefetch(query=enc.embed_query(s.query_texts[0]), using="words", limit=30)],
+              query=s.queries[0].tolist(), using="dense", limit=5, with_raw_score=True)
+    from dbnorm_qdrant.qdrant import raw_score
+
+    pts = db.query_points(name, **kw).points
+    assert pts and all(raw_score(p) is not None for p in pts)
