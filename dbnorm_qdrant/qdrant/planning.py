@@ -31,24 +31,6 @@ REQUEST_FIELD = {"query_filter": "filter", "search_params": "params", "with_vect
                  "shard_key_selector": "shard_key"}
 #: client-level keyword arguments passed through to the wrapped client
 _CLIENT_KEYS = ("consistency", "timeout")
-_UNSUPPORTED = (
-    (models.SparseVector, "a sparse vector"),
-    (models.RecommendQuery, "a recommend query"),
-    (models.DiscoverQuery, "a discover query"),
-    (models.ContextQuery, "a context query"),
-    (models.OrderByQuery, "an order-by query"),
-    (models.FusionQuery, "a fusion query"),
-    (models.RrfQuery, "an RRF fusion query"),
-    (models.FormulaQuery, "a formula query"),
-    (models.SampleQuery, "a sample query"),
-    (models.RelevanceFeedbackQuery, "a relevance-feedback query"),
-    (models.TextQuery, "a text query"),
-    (models.Document, "a Document (server-side inference)"),
-    (models.Image, "an Image (server-side inference)"),
-    (models.InferenceObject, "an inference object"),
-)
-
-
 @dataclass
 class Spec:
     """One query's request, normalised from ``query_points`` kwargs or a ``QueryRequest``."""
@@ -199,36 +181,20 @@ def _nonzero(info: VectorInfo) -> bool:
 
 
 def query_vector(spec: Spec, info: VectorInfo, what: str = "query") -> Any:
-    """The query vector of a spec that can be reranked: a plain list of floats as given,
+    """The query vector of one dense nearest-neighbour query: a plain list of floats as given,
     a numpy array, or ``None`` for a query by point id (Qdrant uses that point's vector).
 
-    Refused with an :class:`InputError` naming the form (run those with ``rerank=False``):
-    a prefetch, ``lookup_from``, no query, sparse / multivector / fusion / formula / ...
-    queries, an MMR query; and a vector with NaN, inf, only zeros or the wrong dimension.
+    Every other form (prefetch, fusion, sparse, MMR, recommend, ...) is the query planner's
+    (:mod:`.tree`), which refuses or unwraps it before a plan is made. Refused here with an
+    :class:`InputError`: a multivector, and a vector with NaN, inf, only zeros or the wrong
+    dimension.
     """
     q = spec.query
-    if type(q) is list and spec.prefetch is None and spec.lookup_from is None and len(q) == info.size \
-            and type(q[0]) is float:  # a plain vector of the right size (the common case)
+    if type(q) is list and len(q) == info.size and type(q[0]) is float:  # a plain vector (the common case)
         _check_plain(q, what, _nonzero(info))
         return q
-    if spec.prefetch is not None:
-        raise InputError("queries with prefetch cannot be reranked; pass rerank=False to run them as they are.")
-    if spec.lookup_from is not None:
-        raise InputError("queries with lookup_from cannot be reranked; pass rerank=False.")
-    if q is None:
-        raise InputError("a query is required to rerank (query=None only scrolls); pass rerank=False.")
-    for typ, form in _UNSUPPORTED:
-        if isinstance(q, typ):
-            raise InputError(
-                f"cannot rerank {form}: only dense nearest-neighbour queries (a vector, a NearestQuery or a "
-                "point id) can be; pass rerank=False to run it as it is."
-            )
     if isinstance(q, models.NearestQuery):
-        if q.mmr is not None:
-            raise InputError("cannot rerank an MMR query; pass rerank=False.")
         q = q.nearest
-        if isinstance(q, models.SparseVector):
-            raise InputError("cannot rerank a sparse vector query; pass rerank=False.")
     if isinstance(q, (int, str)) or hasattr(q, "hex"):
         return None  # a point id: Qdrant uses that point's vector
     if type(q) is list and not any(isinstance(x, (list, tuple, np.ndarray)) for x in q):
