@@ -137,17 +137,24 @@ class Core:
             self._kinds.pop(collection, None)
 
     # --------------------------------------------------------------- collections
-    def info_logic(self, collection: str, using: str | None) -> Logic:
-        """Logic: the :class:`VectorInfo` of a collection's vector (asked once, then kept)."""
-        ck = (collection, using)
-        if ck in self._info:
-            return self._info[ck]
+    def _describe_logic(self, collection: str) -> Logic:
+        """Logic: a collection's description (``get_collection``), read afresh (a collection may
+        have been recreated since), its vector names and kinds recorded; a missing collection is
+        an :class:`InputError`. Callers keep what they derive (:meth:`info_logic`, :meth:`kinds_logic`)."""
         exists = yield Call("collection_exists", dict(collection_name=collection))
         if not exists:
             raise InputError(f"collection {collection!r} does not exist; check the name or create it first.")
         desc = yield Call("get_collection", dict(collection_name=collection))
         with self._lock:
             self.set_names(collection, desc)
+        return desc
+
+    def info_logic(self, collection: str, using: str | None) -> Logic:
+        """Logic: the :class:`VectorInfo` of a collection's vector (asked once, then kept)."""
+        ck = (collection, using)
+        if ck in self._info:
+            return self._info[ck]
+        desc = yield from self._describe_logic(collection)
         info = vector_info(desc, collection, using)
         with self._lock:
             self._info[ck] = info
@@ -158,12 +165,7 @@ class Core:
         "sparse"}`` (``""``: the unnamed vector); read with its description, then kept."""
         kinds = self._kinds.get(collection)
         if kinds is None:
-            exists = yield Call("collection_exists", dict(collection_name=collection))
-            if not exists:
-                raise InputError(f"collection {collection!r} does not exist; check the name or create it first.")
-            desc = yield Call("get_collection", dict(collection_name=collection))
-            with self._lock:
-                self.set_names(collection, desc)
+            yield from self._describe_logic(collection)
             kinds = self._kinds[collection]
         return kinds
 
