@@ -50,11 +50,15 @@ class BankSet:
         collection (``-1``: no key), so that an item never counts itself; the same name as
         :class:`BankNormalizer`'s. (The keys of the gallery items being scored are
         ``gallery_keys`` in :meth:`BankNormalizer.gallery_stats`.)
+    query_bank_keys:
+        ``(m,)`` int64 keys of the query-bank rows when they too were sampled from the
+        collection (pseudo-queries of a cold start, docs/lifecycle.md), with the same effect.
     """
 
     query_bank: np.ndarray
     gallery_bank: np.ndarray | None = None
     gallery_bank_keys: np.ndarray | None = None
+    query_bank_keys: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         qb = as_matrix(self.query_bank, "query_bank")
@@ -71,16 +75,26 @@ class BankSet:
                     "sampled row (or none when the gallery bank is not a sample of the collection)."
                 )
             object.__setattr__(self, "gallery_bank_keys", keys)
+        if self.query_bank_keys is not None:
+            qk = np.asarray(self.query_bank_keys, dtype=np.int64)
+            if qk.shape != (len(qb),):
+                raise InputError(
+                    "query_bank_keys must have one key per query_bank row; pass the point key of each row sampled "
+                    "from the collection (or none when the query bank is not a sample of it)."
+                )
+            object.__setattr__(self, "query_bank_keys", qk)
 
     @property
     def dim(self) -> int:
         return int(self.query_bank.shape[1])
 
     @classmethod
-    def from_arrays(cls, query_bank: Any, gallery_bank: Any = None, gallery_bank_keys: Any = None) -> "BankSet":
+    def from_arrays(cls, query_bank: Any, gallery_bank: Any = None, gallery_bank_keys: Any = None,
+                    query_bank_keys: Any = None) -> "BankSet":
         """Banks from array-likes (checked and converted like every input)."""
         return cls(
-            np.asarray(query_bank), None if gallery_bank is None else np.asarray(gallery_bank), gallery_bank_keys
+            np.asarray(query_bank), None if gallery_bank is None else np.asarray(gallery_bank), gallery_bank_keys,
+            query_bank_keys,
         )
 
     @classmethod
@@ -96,7 +110,7 @@ class BankSet:
         """This query bank with another gallery bank (e.g. one sampled from the collection)."""
         if isinstance(gallery, BankSet):
             gallery, gallery_bank_keys = gallery.gallery_bank, gallery.gallery_bank_keys
-        return BankSet(self.query_bank, gallery, gallery_bank_keys)
+        return BankSet(self.query_bank, gallery, gallery_bank_keys, self.query_bank_keys)
 
     def normalizer(
         self, params: Params | Mapping[str, Any] | None = None, *, unit: bool = False, backend: str = "auto", similarity: str = "dot",
@@ -112,7 +126,8 @@ class BankSet:
             raise InputError(f"pass params= or the Params fields ({', '.join(sorted(kw))}) as keywords, not both.")
         params = as_params(params, "params") if params is not None else as_params(kw, "BankSet.normalizer keywords")
         return BankNormalizer(
-            qb, gb, params=params, gallery_bank_keys=self.gallery_bank_keys, backend=backend, similarity=similarity
+            qb, gb, params=params, gallery_bank_keys=self.gallery_bank_keys, query_bank_keys=self.query_bank_keys,
+            backend=backend, similarity=similarity,
         )
 
 
@@ -145,6 +160,7 @@ def save_banks(
     ``query_bank``      (m, d) float array
     ``gallery_bank``    (n, d) float array (absent when the set has none)
     ``gallery_keys``    (n,) int64 :attr:`BankSet.gallery_bank_keys` (a gallery bank sampled from a collection; optional)
+    ``query_keys``      (m,) int64 :attr:`BankSet.query_bank_keys` (a query bank sampled from a collection; optional)
     ``params``          0-d string, JSON of :meth:`Params.to_dict` (optional)
     ``meta``            0-d string, JSON object (e.g. ``paired``, provenance)
 
@@ -162,6 +178,8 @@ def save_banks(
         arrays["gallery_bank"] = banks.gallery_bank
     if banks.gallery_bank_keys is not None:
         arrays["gallery_keys"] = banks.gallery_bank_keys
+    if banks.query_bank_keys is not None:
+        arrays["query_keys"] = banks.query_bank_keys
     if params is not None:
         arrays["params"] = np.array(json.dumps(params.to_dict()))
     try:
@@ -196,7 +214,8 @@ def load_banks(path: str | PathLike[str]) -> BankFile:
     stored = _json_field(p, data, "params")
     try:
         params = None if stored is None else as_params(stored, "stored params")
-        banks = BankSet.from_arrays(data["query_bank"], data.get("gallery_bank"), data.get("gallery_keys"))
+        banks = BankSet.from_arrays(data["query_bank"], data.get("gallery_bank"), data.get("gallery_keys"),
+                                    data.get("query_keys"))
     except (InputError, TypeError) as exc:
         raise InputError(f"bank file {p}: {exc}".rstrip(".") + f"; {_FIX}.") from None
     return BankFile(banks, params, meta)

@@ -64,6 +64,10 @@ class BankNormalizer:
     gallery_bank_keys:
         Integer keys of the gallery-bank rows (one per row; ``-1``: no key). A gallery item
         whose key (``gallery_keys``) equals a bank row's key is left out of that row's terms.
+    query_bank_keys:
+        The same for the query-bank rows, for a query bank sampled from the collection
+        itself (the cold start of a query log uses the items as pseudo-queries,
+        docs/lifecycle.md): an item never counts itself as a query-bank neighbour.
     params:
         A ready :class:`Params` (instead of the individual arguments).
     backend:
@@ -100,6 +104,7 @@ class BankNormalizer:
         params: Params | None = None,
         paired: bool = False,
         gallery_bank_keys: np.ndarray | None = None,
+        query_bank_keys: np.ndarray | None = None,
         backend: str = "auto",
         seed: int = 0,
         similarity: str = "dot",
@@ -117,6 +122,10 @@ class BankNormalizer:
             self.gallery_bank is None or len(self.gallery_bank_keys) != len(self.gallery_bank)
         ):
             raise InputError("gallery_bank_keys must have one key per gallery_bank row.")
+        self.query_bank_keys = None if query_bank_keys is None else np.asarray(query_bank_keys, dtype=np.int64)
+        if self.query_bank_keys is not None and self.query_bank_keys.shape != (len(self.query_bank),):
+            raise InputError("query_bank_keys must have one key per query_bank row (the point key of each row "
+                             "sampled from the collection, -1 for none).")
         self.backend: Backend = get_backend(backend)
         self.tuning = None
         if params is None and method == "auto":
@@ -175,6 +184,8 @@ class BankNormalizer:
         uses_gb = self.params.uses_gallery_bank or self.params.center or self.params.method in SINKHORN
         _hash_array(h, self.gallery_bank if uses_gb else None)
         _hash_array(h, self.gallery_bank_keys)
+        if self.query_bank_keys is not None:  # hashed only when present: older fingerprints stay as they were
+            _hash_array(h, self.query_bank_keys)
         h.update(json.dumps(self.params.to_dict(), sort_keys=True).encode())
         if self.similarity != "dot":  # dot keeps the fingerprints it always had
             h.update(f"similarity={self.similarity}".encode())
@@ -315,7 +326,7 @@ class BankNormalizer:
         if not activation and rq.row_topk:
             rq = type(rq)(betas=rq.betas, topk=rq.topk, mean=rq.mean)
         if not rq.is_empty():
-            r = self._reduce(self._qb, G, rq)
+            r = self._reduce(self._qb, G, rq, self.query_bank_keys, keys)
             if rq.betas:
                 st.lse_q = r.lse[0]
             if rq.row_topk:
@@ -388,7 +399,7 @@ class BankNormalizer:
         if p.center:  # the same (centered) similarity as gallery_stats
             G = self._center_gallery(G)[0]
         k = min(int(p.k), n)
-        act_q = activation_from_topk(self._reduce(self._qb, G, Request(row_topk=k)).row_topk, n)
+        act_q = activation_from_topk(self._reduce(self._qb, G, Request(row_topk=k), self.query_bank_keys, keys).row_topk, n)
         if p.gated and p.uses_gallery_bank:
             r = self._reduce(self._gb, G, Request(row_topk=k), self.gallery_bank_keys, keys)
             act_g = activation_from_topk(r.row_topk, n)

@@ -73,8 +73,10 @@ checkers (``wrapper.client`` is the wrapped client itself).
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Sequence
+from os import PathLike
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
@@ -93,6 +95,8 @@ from .planning import Overrides, Spec, extra_kwargs, spec_from_kwargs
 from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
 from .index_store import drop_index_logic
 from .store import PrecomputeReport, precompute_logic, refresh_logic
+from .lifecycle import (GALLERY_SAMPLE, REBUILD_METHODS, Lifecycle, Lifecycles, LifecycleStatus, RebuildReport,
+                        Worker, export_logic, import_logic, rebuild_logic)
 
 __all__ = ["DBNormClient", "AsyncDBNormClient", "CollectionConfig", "Settings"]
 
@@ -134,6 +138,7 @@ class _Base:
             raise InputError("pass settings= alone, or the options (normalizer=, banks=, params=, ...) without it.")
         self.client = client
         self.core = Core(settings if settings is not None else Settings.of(normalizer, **options))
+        self.lifecycles = Lifecycles(self.core.settings, self.core)
 
     @property
     def settings(self) -> Settings:
@@ -174,30 +179,58 @@ class _Base:
         return getattr(client, name)
 
     # plan builders shared by sync and async
+    def _prepare(self, collection: str, ov: Overrides) -> Logic:
+        """Logic: a logged collection's lifecycle, made current (its banks: a version, the
+        given ones or the cold start); ``None`` for a collection without a query log."""
+        lc = self.lifecycles.get(collection) if self.lifecycles else None
+        if lc is not None and ov.rerank is not False:
+            yield from lc.prepare_logic(self.core)
+        return lc
+
+    def _logged(self, lc: Lifecycle | None, specs: Sequence[Spec]) -> None:
+        """Offer a served request's query vectors to its log (written off the query's path)."""
+        if lc is not None:
+            self._kick(self.lifecycles.offer(lc, specs))
+
+    def _kick(self, ready: bool) -> None:  # the sync and async wrappers write the log their way
+        raise NotImplementedError
+
     def _qp(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
+        lc = yield from self._prepare(collection_name, ov)
         spec = spec_from_kwargs(query, kwargs)
-        return query_logic(self.core, collection_name, [spec], ov, extra_kwargs(kwargs))
+        res = yield from query_logic(self.core, collection_name, [spec], ov, extra_kwargs(kwargs))
+        self._logged(lc, [spec])
+        return res
 
     def _qbp(self, collection_name: str, requests: Sequence[models.QueryRequest], kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
+        lc = yield from self._prepare(collection_name, ov)
         specs = [Spec.from_request(r) for r in requests]
-        return query_logic(self.core, collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
+        res = yield from query_logic(self.core, collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
+        self._logged(lc, specs)
+        return res
 
     def _qpg(self, collection_name: str, group_by: Any, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
+        lc = yield from self._prepare(collection_name, ov)
         group_size = kwargs.pop("group_size", 3)
         with_lookup = kwargs.pop("with_lookup", None)
         if not self.core.enabled(collection_name, ov):
-            return (yield Call("query_points_groups", dict(collection_name=collection_name, group_by=group_by,
-                                                           query=query, group_size=group_size,
-                                                           with_lookup=with_lookup, **kwargs)))
+            res = yield Call("query_points_groups", dict(collection_name=collection_name, group_by=group_by,
+                                                         query=query, group_size=group_size,
+                                                         with_lookup=with_lookup, **kwargs))
+            self._logged(lc, [Spec(query=query, using=kwargs.get("using"), prefetch=kwargs.get("prefetch"))])
+            return res
         spec = spec_from_kwargs(query, kwargs)
-        return (yield from groups_logic(self.core, collection_name, spec, group_by, group_size, with_lookup, ov,
-                                        extra_kwargs(kwargs)))
+        res = yield from groups_logic(self.core, collection_name, spec, group_by, group_size, with_lookup, ov,
+                                      extra_kwargs(kwargs))
+        self._logged(lc, [spec])
+        return res
 
     def _explain(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
+        yield from self._prepare(collection_name, ov)
         spec = spec_from_kwargs(query, kwargs)
         extra_kwargs(kwargs)
         if not self.core.enabled(collection_name, ov):
@@ -221,6 +254,20 @@ class _Base:
         kwargs.setdefault("with_payload", True)
         return self._qp(collection_name, np.asarray(query_vector, dtype=np.float32).tolist(), kwargs)
 
+    # lifecycle (query_log=): plan builders shared by sync and async (docs/lifecycle.md)
+    def _lc(self, collection: str) -> Lifecycle:
+        lc = self.lifecycles.get(collection) if self.lifecycles else None
+        if lc is None:
+            raise InputError(f"collection {collection!r} has no query log; build the wrapper with "
+                             f"query_log='{collection}_log' (or a mapping naming {collection!r}).")
+        return lc
+
+    def _rebuild(self, collection: str, kw: dict[str, Any]) -> Logic:
+        return rebuild_logic(self.core, self._lc(collection), **kw)
+
+    def _status(self, collection: str) -> Logic:
+        return self._lc(collection).status_logic(self.core)
+
 
 class DBNormClient(_Base, _SyncAPI):
     """Wraps a :class:`~qdrant_client.QdrantClient`; reranks ``query_points``,
@@ -242,22 +289,40 @@ class DBNormClient(_Base, _SyncAPI):
     """
 
     client: QdrantClient
+    _worker: Worker | None = None
+
+    def _run(self, collection: str, make: Callable[[], Logic]) -> Any:
+        """Drive one request; when it fails on a logged collection whose active version another
+        process switched meanwhile (its old index vector is gone), run it once more on the new one."""
+        try:
+            return drive(make(), self.client)
+        except InputError:
+            raise
+        except Exception:
+            lc = self.lifecycles.by_collection.get(collection) if self.lifecycles else None
+            if lc is None:
+                raise
+            before = lc.version
+            drive(lc.prepare_logic(self.core, force=True), self.client)
+            if lc.version == before:
+                raise
+            return drive(make(), self.client)
 
     def query_points(self, collection_name: str, query: Any = None, **kwargs: Any) -> QueryResponse:
         """``QdrantClient.query_points``, reranked (same arguments, plus the per-call options)."""
-        return drive(self._qp(collection_name, query, kwargs), self.client)[0]
+        return self._run(collection_name, lambda: self._qp(collection_name, query, dict(kwargs)))[0]
 
     def query_batch_points(
         self, collection_name: str, requests: Sequence[models.QueryRequest], **kwargs: Any
     ) -> list[QueryResponse]:
         """``QdrantClient.query_batch_points``, each request reranked."""
-        return drive(self._qbp(collection_name, requests, kwargs), self.client)
+        return self._run(collection_name, lambda: self._qbp(collection_name, requests, dict(kwargs)))
 
     def query_points_groups(self, collection_name: str, group_by: str, query: Any = None,
                             **kwargs: Any) -> models.GroupsResult:
         """``QdrantClient.query_points_groups``, normalised: the groups and their hits follow the
         normalised ranking (a group's head is its first point in ``query_points`` order)."""
-        return drive(self._qpg(collection_name, group_by, query, kwargs), self.client)
+        return self._run(collection_name, lambda: self._qpg(collection_name, group_by, query, dict(kwargs)))
 
     def explain(self, collection_name: str, query: Any = None, **kwargs: Any) -> dict[str, Any]:
         """How ``query_points(collection_name, query, **kwargs)`` would run, without running it:
@@ -277,7 +342,69 @@ class DBNormClient(_Base, _SyncAPI):
         """The pre-1.16 ``search``: ``query_vector`` is a vector, ``(name, vector)`` or a
         ``NamedVector``; ``query_filter``, ``search_params``, ``limit``, ``offset``,
         ``with_payload``, ``with_vectors``, ``score_threshold`` as before."""
-        return drive(self._search(collection_name, query_vector, kwargs), self.client)[0].points
+        return self._run(collection_name, lambda: self._search(collection_name, query_vector, dict(kwargs)))[0].points
+
+    # ------------------------------------------------------------------ query log / lifecycle
+    def _kick(self, ready: bool) -> None:
+        w = self._worker
+        if w is None or not w.is_alive():
+            w = self._worker = Worker(self.lifecycles, self.client, lambda c: self.rebuild(c, progress=False))
+            w.start()
+        if ready:
+            w.wake.set()
+
+    def flush(self) -> int:
+        """Write the buffered query vectors of every query log now; returns how many."""
+        if self._worker is None:
+            self._worker = Worker(self.lifecycles, self.client, lambda c: self.rebuild(c, progress=False))
+        return self._worker.flush()
+
+    def rebuild(self, collection_name: str, *, progress: bool = True, methods: Sequence[str] = REBUILD_METHODS,
+                gallery_sample: int = GALLERY_SAMPLE, seed: int = 0) -> RebuildReport:
+        """Turn the query log into banks: the log as the query bank, a seeded sample of the
+        collection (``gallery_sample`` points) as the gallery bank, the method and parameters
+        tuned without labels on held-out parts of both, written as a new version (statistics,
+        index vector where the method has one), then switched to atomically; the old version
+        serves until then and is removed after (docs/lifecycle.md)."""
+        lc = self._lc(collection_name)
+        self.flush()
+        with self._worker.io:
+            return drive(rebuild_logic(self.core, lc, progress=progress, methods=methods,
+                                       gallery_sample=gallery_sample, seed=seed), self.client)
+
+    def status(self, collection_name: str) -> LifecycleStatus:
+        """What serves a logged collection now: the active version (or the cold start), its
+        banks' sizes and age, the tuned method and its validation gain, the log's size."""
+        self.flush()
+        return drive(self._status(collection_name), self.client)
+
+    def export_banks(self, collection_name: str, path: str | PathLike[str]) -> Any:
+        """Write the banks and parameters serving a logged collection to a bank file
+        (:func:`~dbnorm_qdrant.banks.save_banks`); returns the path."""
+        return drive(export_logic(self.core, self._lc(collection_name), path), self.client)
+
+    def import_banks(self, collection_name: str, path: str | PathLike[str], *, params: Any = None,
+                     progress: bool = True) -> RebuildReport:
+        """Publish the banks of a bank file as a new version of a logged collection and switch
+        to it (the file's parameters, or ``params=``); the same steps as :meth:`rebuild`."""
+        self.flush()
+        with self._worker.io:
+            return drive(import_logic(self.core, self._lc(collection_name), path, params, progress), self.client)
+
+    def close(self, **kwargs: Any) -> None:
+        """Write the buffered query vectors, stop the background writer, close the wrapped client."""
+        if self._worker is not None:
+            try:
+                self.flush()
+            finally:
+                self._worker.stop()
+        self.client.close(**kwargs)
+
+    def __enter__(self) -> "DBNormClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ------------------------------------------------------------------ banks / store
     def sample_gallery_bank(self, collection_name: str, n: int, *, seed: int = 0, using: str | None = None,
@@ -321,21 +448,47 @@ class DBNormClient(_Base, _SyncAPI):
 
 
 class AsyncDBNormClient(_Base, _AsyncAPI):
-    """The :class:`DBNormClient` twin for :class:`~qdrant_client.AsyncQdrantClient` (same logic)."""
+    """The :class:`DBNormClient` twin for :class:`~qdrant_client.AsyncQdrantClient` (same logic;
+    ``rebuild_every`` is the sync wrapper's: await :meth:`rebuild` on your own schedule)."""
+
+    def __init__(self, client: Any, normalizer: BankNormalizer | None = None, *, settings: Settings | None = None,
+                 **options: Any) -> None:
+        super().__init__(client, normalizer, settings=settings, **options)
+        if self.settings.rebuild_every is not None:
+            raise InputError("rebuild_every runs rebuilds on a background thread of the sync DBNormClient; with "
+                             "AsyncDBNormClient drop it and await db.rebuild(collection) on your own schedule.")
 
     client: AsyncQdrantClient
+    _tasks: set[Any] | None = None
+    _io: asyncio.Lock | None = None
+
+    async def _run(self, collection: str, make: Callable[[], Logic]) -> Any:
+        """:meth:`DBNormClient._run`, async."""
+        try:
+            return await adrive(make(), self.client)
+        except InputError:
+            raise
+        except Exception:
+            lc = self.lifecycles.by_collection.get(collection) if self.lifecycles else None
+            if lc is None:
+                raise
+            before = lc.version
+            await adrive(lc.prepare_logic(self.core, force=True), self.client)
+            if lc.version == before:
+                raise
+            return await adrive(make(), self.client)
 
     async def query_points(self, collection_name: str, query: Any = None, **kwargs: Any) -> QueryResponse:
-        return (await adrive(self._qp(collection_name, query, kwargs), self.client))[0]
+        return (await self._run(collection_name, lambda: self._qp(collection_name, query, dict(kwargs))))[0]
 
     async def query_batch_points(
         self, collection_name: str, requests: Sequence[models.QueryRequest], **kwargs: Any
     ) -> list[QueryResponse]:
-        return await adrive(self._qbp(collection_name, requests, kwargs), self.client)
+        return await self._run(collection_name, lambda: self._qbp(collection_name, requests, dict(kwargs)))
 
     async def query_points_groups(self, collection_name: str, group_by: str, query: Any = None,
                                   **kwargs: Any) -> models.GroupsResult:
-        return await adrive(self._qpg(collection_name, group_by, query, kwargs), self.client)
+        return await self._run(collection_name, lambda: self._qpg(collection_name, group_by, query, dict(kwargs)))
 
     async def explain(self, collection_name: str, query: Any = None, **kwargs: Any) -> dict[str, Any]:
         return await adrive(self._explain(collection_name, query, kwargs), self.client)
@@ -347,7 +500,71 @@ class AsyncDBNormClient(_Base, _AsyncAPI):
         return await adrive(self._matrix("search_matrix_offsets", collection_name, kwargs), self.client)
 
     async def search(self, collection_name: str, query_vector: Any, **kwargs: Any) -> list[models.ScoredPoint]:
-        return (await adrive(self._search(collection_name, query_vector, kwargs), self.client))[0].points
+        return (await self._run(collection_name,
+                                lambda: self._search(collection_name, query_vector, dict(kwargs))))[0].points
+
+    # query log / lifecycle: batches are written by tasks on the running loop
+    def _kick(self, ready: bool) -> None:
+        if ready:
+            if self._tasks is None:
+                self._tasks = set()
+            t = asyncio.get_running_loop().create_task(self._flush_all(raise_errors=False))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def _flush_all(self, raise_errors: bool) -> int:
+        if self._io is None:
+            self._io = asyncio.Lock()
+        n = 0
+        async with self._io:
+            for lc in self.lifecycles.all():
+                try:
+                    n += await adrive(lc.log.flush_logic(), self.client)
+                except Exception as exc:  # noqa: BLE001 (a log write must never fail a query)
+                    if raise_errors:
+                        raise
+                    logger.warning("query log %r: a write failed (%s: %s); those queries are not logged",
+                                   lc.log.name, type(exc).__name__, exc)
+        return n
+
+    async def flush(self) -> int:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks))
+        return await self._flush_all(raise_errors=True)
+
+    async def rebuild(self, collection_name: str, *, progress: bool = True, methods: Sequence[str] = REBUILD_METHODS,
+                      gallery_sample: int = GALLERY_SAMPLE, seed: int = 0) -> RebuildReport:
+        lc = self._lc(collection_name)
+        await self.flush()
+        async with self._io:
+            return await adrive(rebuild_logic(self.core, lc, progress=progress, methods=methods,
+                                              gallery_sample=gallery_sample, seed=seed), self.client)
+
+    async def status(self, collection_name: str) -> LifecycleStatus:
+        await self.flush()
+        return await adrive(self._status(collection_name), self.client)
+
+    async def export_banks(self, collection_name: str, path: str | PathLike[str]) -> Any:
+        return await adrive(export_logic(self.core, self._lc(collection_name), path), self.client)
+
+    async def import_banks(self, collection_name: str, path: str | PathLike[str], *, params: Any = None,
+                           progress: bool = True) -> RebuildReport:
+        await self.flush()
+        async with self._io:
+            return await adrive(import_logic(self.core, self._lc(collection_name), path, params, progress), self.client)
+
+    async def close(self, **kwargs: Any) -> None:
+        try:
+            if self.lifecycles:
+                await self.flush()
+        finally:
+            await self.client.close(**kwargs)
+
+    async def __aenter__(self) -> "AsyncDBNormClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
 
     async def sample_gallery_bank(self, collection_name: str, n: int, *, seed: int = 0, using: str | None = None,
                                   scroll_filter: Any = None) -> tuple[np.ndarray, np.ndarray]:

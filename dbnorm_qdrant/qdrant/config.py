@@ -9,6 +9,7 @@ from Qdrant's collection description, with the errors a user can hit there.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from datetime import timedelta
 from typing import Any, Mapping
 
 from ..core.params import Params, as_params
@@ -64,6 +65,27 @@ def check_banks_fit(config: "CollectionConfig", default: "CollectionConfig", whe
         )
     if p.k_counts_neighbours:
         check_k(p.k, len(banks.query_bank), "k", f"the query bank of {where}")
+
+
+def _check_log(s: "Settings") -> None:
+    """The query-log options (the log itself checks its name, capacity, rate and policy)."""
+    log = s.query_log
+    if log is not None and not (isinstance(log, str) and log) and not (
+            isinstance(log, Mapping) and log and all(isinstance(k, str) and isinstance(v, str) and v
+                                                     for k, v in log.items())):
+        raise InputError(f"query_log must be a collection name or a mapping {{collection: log name}}, got {log!r}.")
+    if isinstance(log, Mapping) and len(set(log.values())) != len(log):
+        raise InputError(f"query_log maps two collections to one log ({dict(log)}); give each its own log name.")
+    check_int(s.min_log, "min_log", low=100, hint="tuning carves a validation split from the log (at least 100 "
+              "queries).")
+    r = s.rebuild_every
+    if r is not None and not isinstance(r, timedelta) and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
+        raise InputError(f"rebuild_every must be None, a positive number of logged queries or a "
+                         f"datetime.timedelta, got {r!r}.")
+    if isinstance(r, timedelta) and r.total_seconds() <= 0:
+        raise InputError(f"rebuild_every must be a positive duration, got {r!r}.")
+    if log is None and r is not None:
+        raise InputError("rebuild_every needs a query log: pass query_log='name' too.")
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,22 @@ class Settings:
         ``dis``/``dualdis``: a collection of at most this many points has its activation
         sets computed exactly from its scrolled vectors with the kernels; a larger one
         with Qdrant (one query per bank vector, limit k). ``0``: always Qdrant.
+    query_log:
+        The name of a Qdrant collection where the query vectors served are logged (one
+        log per collection: a name binds to the first collection queried; a mapping
+        ``{collection: log}`` names several). Without banks a logged collection starts
+        cold; :meth:`~.client.DBNormClient.rebuild` turns the log into banks
+        (docs/lifecycle.md).
+    log_capacity, log_sample_rate, log_policy:
+        The most queries a log keeps (default 10,000), the share of queries logged
+        (1.0), and which are kept when it is full: ``"ring"`` (the latest) or
+        ``"reservoir"`` (a uniform sample of all).
+    min_log:
+        The fewest logged queries a rebuild accepts (default 200).
+    rebuild_every:
+        ``None`` (default: rebuild only when called), a number of logged queries, or a
+        :class:`datetime.timedelta`: a background rebuild when that many queries were
+        logged, or that much time passed, since the active version was built (sync wrapper).
     """
 
     normalizer: BankNormalizer | None = None
@@ -148,6 +186,12 @@ class Settings:
     cache_size: int = 1_000_000
     backend: str = "auto"
     exact_activation_max: int = 50_000
+    query_log: str | Mapping[str, str] | None = None
+    log_capacity: int = 10_000
+    log_sample_rate: float = 1.0
+    log_policy: str = "ring"
+    min_log: int = 200
+    rebuild_every: int | timedelta | None = None
 
     def __post_init__(self) -> None:
         if self.mode is None:
@@ -160,6 +204,7 @@ class Settings:
         check_int(self.exact_activation_max, "exact_activation_max", low=0,
                   hint="collections up to this size get exact activation sets (0: always Qdrant).")
         _check_backend(self.backend)
+        _check_log(self)
         default = CollectionConfig(self.normalizer, self.banks, self.params, self.candidates, self.mode)  # its checks
         check_banks_fit(default, default, "DBNormClient")
         for name, c in (self.collections or {}).items():

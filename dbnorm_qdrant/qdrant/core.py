@@ -137,7 +137,7 @@ class Core:
             self._kinds.pop(collection, None)
 
     # --------------------------------------------------------------- collections
-    def _describe_logic(self, collection: str) -> Logic:
+    def describe_logic(self, collection: str) -> Logic:
         """Logic: a collection's description (``get_collection``), read afresh (a collection may
         have been recreated since), its vector names and kinds recorded; a missing collection is
         an :class:`InputError`. Callers keep what they derive (:meth:`info_logic`, :meth:`kinds_logic`)."""
@@ -154,7 +154,7 @@ class Core:
         ck = (collection, using)
         if ck in self._info:
             return self._info[ck]
-        desc = yield from self._describe_logic(collection)
+        desc = yield from self.describe_logic(collection)
         info = vector_info(desc, collection, using)
         with self._lock:
             self._info[ck] = info
@@ -165,7 +165,7 @@ class Core:
         "sparse"}`` (``""``: the unnamed vector); read with its description, then kept."""
         kinds = self._kinds.get(collection)
         if kinds is None:
-            yield from self._describe_logic(collection)
+            yield from self.describe_logic(collection)
             kinds = self._kinds[collection]
         return kinds
 
@@ -218,7 +218,7 @@ class Core:
         banks = self._setting(collection, "banks")
         params = self._setting(collection, "params")
         if base_nz is not None:
-            banks = BankSet(base_nz.query_bank, base_nz.gallery_bank, base_nz.gallery_bank_keys)
+            banks = BankSet(base_nz.query_bank, base_nz.gallery_bank, base_nz.gallery_bank_keys, base_nz.query_bank_keys)
             params = base_nz.params if params is None else params
         if banks is None:
             raise InputError(
