@@ -27,6 +27,14 @@ def test_round_trip_with_params_meta_and_keys(tmp_path):
     assert sorted(x.name for x in path.parent.iterdir()) == ["banks.npz"]  # no temporary file left
 
 
+def test_query_bank_keys_round_trip(tmp_path):
+    path = tmp_path / "cold.npz"
+    save_banks(path, BankSet(QB, query_bank_keys=np.arange(40)), params={"method": "csls", "k": 10})
+    banks, p, _ = load_banks(path)
+    assert np.array_equal(banks.query_bank_keys, np.arange(40)) and banks.gallery_bank is None
+    assert p.method == "csls"
+
+
 def test_query_bank_only_and_params_as_dict(tmp_path):
     path = tmp_path / "b.npz"
     save_banks(path, BankSet.from_arrays(QB), params={"method": "is", "beta_q": 10.0})

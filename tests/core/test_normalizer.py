@@ -78,6 +78,26 @@ def test_gallery_bank_sampled_from_the_gallery_excludes_self(small):
     np.testing.assert_allclose(with_keys.lse_g[others], without.lse_g[others], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_query_bank_sampled_from_the_gallery_excludes_self(small, backend):
+    """The cold start's pseudo-queries are the items themselves: with query_bank_keys an item's
+    CSLS neighbourhood is its k nearest *other* items (checked against a direct computation)."""
+    G = small["G"]
+    sample = np.arange(0, len(G), 2)
+    keys = np.arange(len(G))
+    bn = BankNormalizer(G[sample], method="csls", k=5, query_bank_keys=sample, backend=backend)
+    st = bn.gallery_stats(G, gallery_keys=keys)
+    S = G @ G[sample].T
+    S[sample, np.arange(len(sample))] = -np.inf  # an item is not its own neighbour
+    want = np.sort(S, axis=1)[:, -5:].mean(axis=1)
+    np.testing.assert_allclose(st.topk_mean_q, want, rtol=1e-5, atol=1e-6)
+    plain = BankNormalizer(G[sample], method="csls", k=5, backend=backend)
+    assert np.all(st.topk_mean_q[sample] < plain.gallery_stats(G).topk_mean_q[sample] - 1e-3)
+    assert bn.fingerprint != plain.fingerprint  # the keys are part of the banks' identity
+    with pytest.raises(InputError, match="query_bank_keys must have one key per query_bank row"):
+        BankNormalizer(G[sample], method="csls", query_bank_keys=sample[:3])
+
+
 def test_search_returns_scores_then_ids_best_first(small):
     """``(scores, ids)`` like FAISS and scikit-learn."""
     bn = BankNormalizer(small["QB"], small["GB"], method="is")

@@ -42,6 +42,8 @@ CASES = {
                              r"R@1 plain (?P<raw>[\d.]+), DBNorm (?P<new>[\d.]+)"),
     "llamaindex_example.py": (["--docs", "150", "--queries", "20"], _LLAMA,
                               r"R@1 plain (?P<raw>[\d.]+), DBNormRetriever (?P<new>[\d.]+)"),
+    "query_log.py": (["--queries", "200", "--logged", "600"], [],
+                     r"R@1 plain Qdrant: (?P<raw>[\d.]+)%.*after \d+ logged queries: (?P<new>[\d.]+)%"),
     "hybrid_search.py": (["--queries", "100"], ["qdrant_edge"],
                          r"hybrid RRF R@1 plain (?P<raw>[\d.]+), normalised dense branch (?P<new>[\d.]+)"),
 }
@@ -129,6 +131,8 @@ def test_example_runs_without_shared(name, runs):
         assert new > raw, res.stdout
     if name == "plot_hubness.py":
         assert (tmp_path / "hub.png").stat().st_size > 10_000
+    if name == "query_log.py":  # the rebuilt banks beat plain Qdrant, and a restart serves the same lists
+        assert new > raw and "same top-10 lists: True" in res.stdout, res.stdout
 
 
 def _readme_section() -> str:
