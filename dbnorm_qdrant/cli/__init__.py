@@ -20,6 +20,9 @@ Commands (one module each)
     against a plain gallery matrix.
 ``report`` (:mod:`.report`)
     The hubness report (PNG + Markdown/HTML) of a collection or a pair of matrices.
+``rebuild`` / ``status`` (:mod:`.lifecycle`)
+    A collection served from its query log (``DBNormClient(query_log=...)``): new banks
+    from the log, tuned and switched to as a new version; what serves it now.
 ``train-adapter`` (:mod:`.train_adapter`)
     The experimental NeighborRetr-style adapter (torch).
 
@@ -47,13 +50,13 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import InputError
-from . import bank, demo, evaluate, rerank, report, stats, train_adapter
+from . import bank, demo, evaluate, lifecycle, rerank, report, stats, train_adapter
 from .options import PROG, Parser, add_output_opts
 
 __all__ = ["main", "build_parser", "PROG"]
 
 #: the command modules, in the order ``--help`` lists them; each has ``add_parser(subparsers)``
-COMMANDS = (demo, evaluate, bank, stats, rerank, report, train_adapter)
+COMMANDS = (demo, evaluate, bank, stats, rerank, report, lifecycle, train_adapter)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,7 +88,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 #: the API's words for a parameter, in messages raised below the CLI -> the flag a CLI user types
 _API_PHRASES = (("drop using= (or pass using=None)", "drop --using"),
-                ("pass params={'k': ...} with k <=", "pass --k K with K <="))
+                ("pass params={'k': ...} with k <=", "pass --k K with K <="),
+                ("lower min_log=)", "lower --min-log)"), ("min_log", "--min-log"))
 _FLAGS = {"using": "--using", "k": "--k", "top_k": "--top-k", "query_bank": "--query-bank",
           "gallery_bank": "--gallery-bank"}
 _API_NAME = re.compile(r"\b(pass|choose|drop) (" + "|".join(_FLAGS) + r")(=| <=)")

@@ -58,14 +58,16 @@ def add_output_opts(p: argparse.ArgumentParser) -> None:
                    help="debug logging, and tracebacks on errors")
 
 
-def add_qdrant_opts(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+def add_qdrant_opts(p: argparse.ArgumentParser, *, required: bool = True, using: bool = True) -> None:
+    """``--collection``, where Qdrant is (``--path`` / ``--url`` ...), ``--engine``; ``using``: also ``--using``."""
     g = p.add_argument_group("Qdrant")
     g.add_argument("--collection", required=required, metavar="NAME", help="the collection (the gallery)")
     g.add_argument("--path", metavar="DIR", help="the folder of an existing embedded (local-mode) Qdrant")
     g.add_argument("--url", metavar="URL", help="a Qdrant server (default: $QDRANT_URL)")
     g.add_argument("--api-key", metavar="KEY", help="API key of the server (default: $QDRANT_API_KEY)")
     g.add_argument("--timeout", type=positive_int, default=10, metavar="S", help="server timeout in seconds (default 10)")
-    g.add_argument("--using", metavar="VECTOR", help="the named vector to use, if the collection has several")
+    if using:
+        g.add_argument("--using", metavar="VECTOR", help="the named vector to use, if the collection has several")
     add_engine_opt(g)
 
 

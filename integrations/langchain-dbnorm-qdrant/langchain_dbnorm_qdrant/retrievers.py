@@ -65,7 +65,10 @@ class DBNormRetriever(BaseRetriever):
     :class:`Params` (or a dict of its fields), and ``candidates`` (N, the raw candidates
     reranked per query). ``search_kwargs`` takes ``k`` and the vector store's query options
     (``filter``, ``search_params``, ``score_threshold`` on the normalised score, ...,
-    and ``hybrid_fusion``, a ``models.FusionQuery`` for the hybrid mode).
+    and ``hybrid_fusion``, a ``models.FusionQuery`` for the hybrid mode). Or ``db=``, a ready
+    :class:`DBNormClient`: one built with ``query_log=`` (no banks needed: its cold start)
+    logs every query the retriever and :class:`~langchain_dbnorm_qdrant.DBNormCompressor`
+    send (``ainvoke`` too: ``db`` in a thread, or ``async_db=``, an :class:`AsyncDBNormClient`).
 
     ``retrieval_mode`` is the store's (:meth:`from_vector_store` takes it from the store):
     ``"dense"``; ``"hybrid"`` (needs ``sparse_embeddings`` and ``sparse_vector_name``: the
@@ -95,12 +98,16 @@ class DBNormRetriever(BaseRetriever):
     candidates: int | None = None
     search_kwargs: dict[str, Any] = Field(default_factory=dict)
     async_client: Any = None
-    """Optional ``AsyncQdrantClient`` for ``ainvoke`` (else the sync client runs in a thread)."""
+    """Optional ``AsyncQdrantClient`` for ``ainvoke`` (else the sync client runs in a thread),
+    wrapped with the sync wrapper's configuration."""
     normalizer: Any = None
     banks: Any = None
     params: Any = None
     db: Any = None
-    """A ready :class:`DBNormClient` over ``client`` (its configuration and cache are used)."""
+    """A ready :class:`DBNormClient` over ``client`` (its configuration, cache and query log)."""
+    async_db: Any = None
+    """A ready :class:`AsyncDBNormClient` for ``ainvoke`` (its client is ``async_client``): the async
+    twin of ``db``, e.g. with its own ``query_log=`` (flush or close it yourself)."""
 
     _db: DBNormClient = PrivateAttr()
     _adb: AsyncDBNormClient | None = PrivateAttr(default=None)
@@ -151,9 +158,18 @@ class DBNormRetriever(BaseRetriever):
                 raise InputError("no banks configured: pass normalizer=, banks= (with params=) or db=.")
             self._db = DBNormClient(self.client, self.normalizer, banks=self.banks, params=self.params,
                                     candidates=self.candidates)
-        if self.async_client is not None:
-            self._adb = AsyncDBNormClient(self.async_client, self.normalizer, banks=self.banks, params=self.params,
-                                          candidates=self.candidates)
+        adb = self.async_db
+        if adb is not None:
+            if not isinstance(adb, AsyncDBNormClient) or self.async_client not in (None, adb.client):
+                raise InputError("async_db must be an AsyncDBNormClient (wrapping async_client, when both are "
+                                 "given).")
+            self._adb = adb
+        elif self.async_client is not None:
+            if self._db.settings.query_log is not None:  # a second, hidden log writer that no one flushes
+                raise InputError("db= logs its queries (query_log=): pass async_db=AsyncDBNormClient(async_client, "
+                                 "query_log=...) for ainvoke, or drop async_client (ainvoke then runs db in a "
+                                 "thread).")
+            self._adb = AsyncDBNormClient(self.async_client, settings=self._db.settings)  # db's banks, params, N
 
     # ---------------------------------------------------------------- constructors
     @classmethod
