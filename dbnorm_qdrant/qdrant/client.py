@@ -179,12 +179,14 @@ class _Base:
         return getattr(client, name)
 
     # plan builders shared by sync and async
-    def _prepare(self, collection: str, ov: Overrides) -> Logic:
-        """Logic: a logged collection's lifecycle, made current (its banks: a version, the
-        given ones or the cold start); ``None`` for a collection without a query log."""
+    def _prepare(self, collection: str, ov: Overrides, usings: Sequence[Any] = ()) -> Logic:
+        """Logic: a logged collection's lifecycle, made current (its banks: a version, the given
+        ones or the cold start) for queries on ``usings``; ``None`` for a collection without a log."""
         lc = self.lifecycles.get(collection) if self.lifecycles else None
         if lc is not None and ov.rerank is not False:
-            yield from lc.prepare_logic(self.core)
+            yield from lc.prepare_logic(self.core, usings=usings)
+        elif lc is not None and lc.info is None:  # rerank=False is logged too, once the log is bound
+            yield from lc.bind_logic(self.core, usings)
         return lc
 
     def _logged(self, lc: Lifecycle | None, specs: Sequence[Spec]) -> None:
@@ -197,7 +199,7 @@ class _Base:
 
     def _qp(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
-        lc = yield from self._prepare(collection_name, ov)
+        lc = yield from self._prepare(collection_name, ov, [kwargs.get("using")])
         spec = spec_from_kwargs(query, kwargs)
         res = yield from query_logic(self.core, collection_name, [spec], ov, extra_kwargs(kwargs))
         self._logged(lc, [spec])
@@ -205,7 +207,7 @@ class _Base:
 
     def _qbp(self, collection_name: str, requests: Sequence[models.QueryRequest], kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
-        lc = yield from self._prepare(collection_name, ov)
+        lc = yield from self._prepare(collection_name, ov, [getattr(r, "using", None) for r in requests])
         specs = [Spec.from_request(r) for r in requests]
         res = yield from query_logic(self.core, collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
         self._logged(lc, specs)
@@ -213,7 +215,7 @@ class _Base:
 
     def _qpg(self, collection_name: str, group_by: Any, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
-        lc = yield from self._prepare(collection_name, ov)
+        lc = yield from self._prepare(collection_name, ov, [kwargs.get("using")])
         group_size = kwargs.pop("group_size", 3)
         with_lookup = kwargs.pop("with_lookup", None)
         if not self.core.enabled(collection_name, ov):
@@ -230,7 +232,7 @@ class _Base:
 
     def _explain(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
-        yield from self._prepare(collection_name, ov)
+        yield from self._prepare(collection_name, ov, [kwargs.get("using")])
         spec = spec_from_kwargs(query, kwargs)
         extra_kwargs(kwargs)
         if not self.core.enabled(collection_name, ov):
@@ -296,11 +298,9 @@ class DBNormClient(_Base, _SyncAPI):
         process switched meanwhile (its old index vector is gone), run it once more on the new one."""
         try:
             return drive(make(), self.client)
-        except InputError:
-            raise
-        except Exception:
+        except Exception:  # InputError too: Qdrant Edge reports a dropped vector name as one
             lc = self.lifecycles.by_collection.get(collection) if self.lifecycles else None
-            if lc is None:
+            if lc is None or lc.version is None:  # only a version's index vector is ever dropped
                 raise
             before = lc.version
             drive(lc.prepare_logic(self.core, force=True), self.client)
@@ -466,11 +466,9 @@ class AsyncDBNormClient(_Base, _AsyncAPI):
         """:meth:`DBNormClient._run`, async."""
         try:
             return await adrive(make(), self.client)
-        except InputError:
-            raise
-        except Exception:
+        except Exception:  # InputError too: Qdrant Edge reports a dropped vector name as one
             lc = self.lifecycles.by_collection.get(collection) if self.lifecycles else None
-            if lc is None:
+            if lc is None or lc.version is None:  # only a version's index vector is ever dropped
                 raise
             before = lc.version
             await adrive(lc.prepare_logic(self.core, force=True), self.client)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from datetime import timedelta
 from typing import Any, Mapping
 
+from ..core.index import INDEX_PREFIX
 from ..core.params import Params, as_params
 from ..core.spec import SINKHORN
 from ..kernels import BACKENDS, get_backend
@@ -272,7 +273,7 @@ def vector_info(info: Any, collection: str, using: str | None = None, *, support
         if name is None and "" in vectors:
             vp = vectors[""]
         elif name is None:
-            single = [k for k in dense if vectors[k].multivector_config is None]
+            single = [k for k in dense if vectors[k].multivector_config is None and not k.startswith(INDEX_PREFIX)]
             if len(single) != 1:
                 raise InputError(f"collection {collection!r} has {kinds}; for a dense query pass using= one of the "
                                  "dense vectors.")

@@ -228,9 +228,6 @@ def test_nothing_is_logged_at_sample_rate_zero(make, lc_store, li_index, wn):
     assert db.status(a.collection).serving.startswith(COLD)
 
 
-@pytest.mark.xfail(strict=True, reason="the wrapper, not the adapters: the cold start (lifecycle/manager.py "
-                   "Lifecycle.apply) configures the collection enabled=True over the user's "
-                   "CollectionConfig(enabled=False), so it is reranked, and client.py _logged logs its queries")
 @adapters
 def test_a_collection_with_rerank_disabled_passes_through_and_is_not_logged(make, lc_store, li_index, wn):
     qs = wn["q_text"][30:35]

@@ -124,3 +124,20 @@ def test_stat_fields_come_from_the_spec_table(small, distance):
         nz = db.core.normalizer("c", info)
         st = nz.gallery_stats(small["G"][:3], activation=False)
         assert db.core.stat_fields(nz) == tuple(f for f in st.present() if f not in ("act_q", "act_g"))
+
+
+def test_an_index_vector_does_not_hide_the_one_dense_vector_of_a_hybrid_collection():
+    """using=None means the collection's one dense vector; the layer's own ``_dbnorm_*`` index
+    vectors (written by precompute(index=True) or a rebuild) are not a second user vector."""
+    from dbnorm_qdrant.qdrant import vector_info
+
+    c = QdrantClient(":memory:")
+    c.create_collection("h", vectors_config={"text": models.VectorParams(size=4, distance=models.Distance.COSINE),
+                                             "_dbnorm_0123456789ab": models.VectorParams(size=5, distance=models.Distance.DOT)},
+                        sparse_vectors_config={"bm25": models.SparseVectorParams()})
+    info = vector_info(c.get_collection("h"), "h")
+    assert info.using == "text" and info.size == 4
+    c.create_collection("two", vectors_config={"a": models.VectorParams(size=4, distance=models.Distance.COSINE),
+                                               "b": models.VectorParams(size=4, distance=models.Distance.COSINE)})
+    with pytest.raises(InputError, match="pass using="):  # two user vectors: the choice is the user's
+        vector_info(c.get_collection("two"), "two")

@@ -43,6 +43,12 @@ class Lifecycles:
         self._lock = threading.Lock()
         for coll in self._names:
             self.get(coll)  # checks the options now, not at the first query
+        if self._single is not None:
+            self._new_log(self._single)  # the same check for a single name (bound at the first query)
+
+    def _new_log(self, name: str) -> QueryLog:
+        s = self.settings
+        return QueryLog(name, capacity=s.log_capacity, sample_rate=s.log_sample_rate, policy=s.log_policy)
 
     def __bool__(self) -> bool:
         return self._single is not None or bool(self._names)
@@ -52,6 +58,9 @@ class Lifecycles:
         lc = self.by_collection.get(collection)
         if lc is not None:
             return lc
+        user = self.core.collections.get(collection)
+        if user is not None and not user.enabled:  # the user said: do not normalise it (nor log it)
+            return None
         with self._lock:
             name = self._names.get(collection)
             if name is None and self._single is not None:
@@ -65,7 +74,7 @@ class Lifecycles:
             if name is None:
                 return None
             s = self.settings
-            log = QueryLog(name, capacity=s.log_capacity, sample_rate=s.log_sample_rate, policy=s.log_policy)
+            log = self._new_log(name)
             lc = Lifecycle(collection, log, min_log=s.min_log, rebuild_every=s.rebuild_every,
                            given=self.core.bank_dim(collection) is not None)
             self.by_collection[collection] = lc

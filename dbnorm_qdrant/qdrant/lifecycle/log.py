@@ -101,13 +101,18 @@ class QueryLog:
             slots = self._slots(len(vecs))
         if not vecs:
             return 0
-        yield from ensure_log_logic(self.name, self.dim, self.distance or "Cosine")
+        # the size the vectors were served with: the collection may have been recreated since
+        dim = len(vecs[0])
+        if any(len(v) != dim for v in vecs):
+            logger.warning("query log %r: the collection changed size while queries were buffered; only the "
+                           "%d-dimensional ones are logged", self.name, dim)
+        yield from ensure_log_logic(self.name, dim, self.distance or "Cosine")
         pts = [models.PointStruct(id=s, vector=np.asarray(v, dtype=np.float32).tolist())
-               for s, v in zip(slots, vecs) if s is not None]
+               for s, v in zip(slots, vecs) if s is not None and len(v) == dim]
         if pts:
             yield Call("upsert", dict(collection_name=self.name, points=pts, wait=True))
-        yield from state.ensure_logic(sname, self.dim)
-        yield from state.write_logic(sname, self.dim, {state.COUNTER: {"kind": "log", "seen": int(self.seen)}})
+        yield from state.ensure_logic(sname, dim)
+        yield from state.write_logic(sname, dim, {state.COUNTER: {"kind": "log", "seen": int(self.seen)}})
         return len(vecs)
 
 

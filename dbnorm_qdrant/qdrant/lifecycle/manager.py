@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ...banks import BankSet
 from ...core.params import Params, as_params
@@ -100,30 +100,69 @@ class Lifecycle:
         return state.state_name(self.log.name)
 
     # --------------------------------------------------------------- serving
-    def prepare_logic(self, core: Core, force: bool = False) -> Logic:
-        """Logic: make ``core`` serve the collection with the banks it should have now."""
+    def prepare_logic(self, core: Core, force: bool = False, usings: Sequence[str | None] = ()) -> Logic:
+        """Logic: make ``core`` serve the collection with the banks it should have now.
+
+        ``usings``: the vectors a request's queries name. The log serves one vector: the active
+        version's, else the one the first query named; a reranked query on another is refused."""
+        self.check_using(core, usings)
         if not force and self.serving is not None and time.monotonic() - self.checked_at < self.check_s:
             return
-        desc = yield from core.describe_logic(self.collection)  # afresh: it may have been recreated
-        info = vector_info(desc, self.collection, self.info.using if self.info else None)
+        heads = yield from state.read_logic(self.state_name, [state.HEAD])
+        head = heads.get(state.HEAD)
+        state.check_schema(head, f"the state of query log {self.log.name!r}")  # before its "using" is read
+        bound = self.info.using if self.info else (head or {}).get("using") or next((u for u in usings if u), None)
+        info = yield from self.info_logic(core, bound)
+        self.check_head(head, info)
+        self.check_using(core, usings)
+        active = None if head is None else head.get("active")
+        if active is not None:
+            if active != self.version:
+                yield from self._load_version_logic(core, int(active))
+        elif self.given:
+            if self.serving != "given":  # what status and export_banks report: the wrapper's banks
+                nz = core.normalizer(self.collection, info)
+                self.banks = BankSet(nz.query_bank, nz.gallery_bank, nz.gallery_bank_keys, nz.query_bank_keys)
+                self.params = nz.params
+            self.serving = "given"
+        elif self.serving not in ("cold", "pass-through") or (yield from self._cold_stale_logic()):
+            yield from self._cold_logic(core)
+        self.checked_at = time.monotonic()
+
+    def bind_logic(self, core: Core, usings: Sequence[str | None]) -> Logic:
+        """Logic: :meth:`prepare_logic` for a query that is not reranked (so that it is logged); one
+        the lifecycle cannot serve (e.g. on another vector) still runs, unlogged."""
+        if self.log.sample_rate == 0.0:  # nothing to log (e.g. an evaluation wrapper's plain baseline)
+            return
+        try:
+            yield from self.prepare_logic(core, usings=usings)
+        except InputError as exc:
+            logger.info("query log %r: a query not reranked is not logged (%s)", self.log.name, exc)
+
+    def check_using(self, core: Core, usings: Sequence[str | None]) -> None:
+        """Refuse a query on another dense vector than the logged one (its banks belong to that
+        one); a sparse query runs as it is."""
+        for u in usings:
+            if u and self.info is not None and u != self.info.using and u in core.names(self.collection):
+                raise InputError(
+                    f"query log {self.log.name!r} serves vector {self.info.using!r} of collection "
+                    f"{self.collection!r}; a query on {u!r} would be normalised with that vector's banks. Query "
+                    f"{self.info.using!r}, pass rerank=False, or use another wrapper (its own query_log) for {u!r}."
+                )
+
+    def info_logic(self, core: Core, using: str | None = None) -> Logic:
+        """Logic: the logged vector's :class:`VectorInfo` (``using`` until one is bound), read afresh
+        (the collection may have been recreated: then its cached statistics are dropped); the log
+        takes its size and distance."""
+        desc = yield from core.describe_logic(self.collection)
+        info = vector_info(desc, self.collection, self.info.using if self.info else using)
         if self.info is not None and info != self.info:
             logger.warning("collection %r changed under its query log (%s -> %s): cached statistics dropped",
                            self.collection, self.info, info)
             core.forget(self.collection)
         self.info = info
         self.log.dim, self.log.distance = info.size, info.distance
-        heads = yield from state.read_logic(self.state_name, [state.HEAD])
-        head = heads.get(state.HEAD)
-        self.check_head(head, info)
-        active = None if head is None else head.get("active")
-        if active is not None:
-            if active != self.version:
-                yield from self._load_version_logic(core, int(active))
-        elif self.given:
-            self.serving = "given"
-        elif self.serving not in ("cold", "pass-through") or (yield from self._cold_stale_logic()):
-            yield from self._cold_logic(core)
-        self.checked_at = time.monotonic()
+        return info
 
     def check_head(self, head: dict[str, Any] | None, info: VectorInfo) -> None:
         """Refuse a head of a newer package, of another collection, or of vectors the
@@ -135,6 +174,12 @@ class Lifecycle:
             raise InputError(
                 f"query log {self.log.name!r} serves collection {head['collection']!r}, not {self.collection!r}; "
                 f"pass query_log={{{self.collection!r}: 'another_name', ...}} to log this collection separately."
+            )
+        if head.get("using") not in (None, info.using):
+            raise InputError(
+                f"query log {self.log.name!r} holds banks of vector {head['using']!r} of collection "
+                f"{self.collection!r}, not of {info.using!r}; query {head['using']!r}, or use another query_log "
+                "name for this vector."
             )
         if head.get("dim") not in (None, info.size) or head.get("distance") not in (None, info.distance):
             raise InputError(
