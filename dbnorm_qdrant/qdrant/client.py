@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -139,6 +140,7 @@ class _Base:
         self.client = client
         self.core = Core(settings if settings is not None else Settings.of(normalizer, **options))
         self.lifecycles = Lifecycles(self.core.settings, self.core)
+        self._wlock = threading.Lock()
 
     @property
     def settings(self) -> Settings:
@@ -295,17 +297,14 @@ class DBNormClient(_Base, _SyncAPI):
 
     def _run(self, collection: str, make: Callable[[], Logic]) -> Any:
         """Drive one request; when it fails on a logged collection whose active version another
-        process switched meanwhile (its old index vector is gone), run it once more on the new one."""
+        process switched meanwhile, or whose index vector is gone (the collection was recreated),
+        run it once more on what the state and the collection say now."""
         try:
             return drive(make(), self.client)
         except Exception:  # InputError too: Qdrant Edge reports a dropped vector name as one
             lc = self.lifecycles.by_collection.get(collection) if self.lifecycles else None
-            if lc is None or lc.version is None:  # only a version's index vector is ever dropped
-                raise
-            before = lc.version
-            drive(lc.prepare_logic(self.core, force=True), self.client)
-            if lc.version == before:
-                raise
+            if lc is None or lc.version is None or not (drive(lc.changed_logic(self.core), self.client)):
+                raise  # only a version's index vector is ever dropped; nothing changed: a real error
             return drive(make(), self.client)
 
     def query_points(self, collection_name: str, query: Any = None, **kwargs: Any) -> QueryResponse:
@@ -345,19 +344,24 @@ class DBNormClient(_Base, _SyncAPI):
         return self._run(collection_name, lambda: self._search(collection_name, query_vector, dict(kwargs)))[0].points
 
     # ------------------------------------------------------------------ query log / lifecycle
+    def _the_worker(self, start: bool) -> Worker:
+        """The one background writer of this wrapper (created once, under a lock; started on use)."""
+        with self._wlock:
+            w = self._worker
+            if w is None or (w.ident is not None and not w.is_alive()):
+                w = self._worker = Worker(self.lifecycles, self.client, lambda c: self.rebuild(c, progress=False))
+            if start and w.ident is None:
+                w.start()
+            return w
+
     def _kick(self, ready: bool) -> None:
-        w = self._worker
-        if w is None or not w.is_alive():
-            w = self._worker = Worker(self.lifecycles, self.client, lambda c: self.rebuild(c, progress=False))
-            w.start()
+        w = self._the_worker(start=True)
         if ready:
             w.wake.set()
 
     def flush(self) -> int:
         """Write the buffered query vectors of every query log now; returns how many."""
-        if self._worker is None:
-            self._worker = Worker(self.lifecycles, self.client, lambda c: self.rebuild(c, progress=False))
-        return self._worker.flush()
+        return self._the_worker(start=False).flush()
 
     def rebuild(self, collection_name: str, *, progress: bool = True, methods: Sequence[str] = REBUILD_METHODS,
                 gallery_sample: int = GALLERY_SAMPLE, seed: int = 0) -> RebuildReport:
@@ -393,12 +397,14 @@ class DBNormClient(_Base, _SyncAPI):
 
     def close(self, **kwargs: Any) -> None:
         """Write the buffered query vectors, stop the background writer, close the wrapped client."""
-        if self._worker is not None:
-            try:
-                self.flush()
-            finally:
-                self._worker.stop()
-        self.client.close(**kwargs)
+        try:
+            if self._worker is not None:
+                try:
+                    self.flush()
+                finally:
+                    self._worker.stop()
+        finally:
+            self.client.close(**kwargs)
 
     def __enter__(self) -> "DBNormClient":
         return self
@@ -468,12 +474,8 @@ class AsyncDBNormClient(_Base, _AsyncAPI):
             return await adrive(make(), self.client)
         except Exception:  # InputError too: Qdrant Edge reports a dropped vector name as one
             lc = self.lifecycles.by_collection.get(collection) if self.lifecycles else None
-            if lc is None or lc.version is None:  # only a version's index vector is ever dropped
-                raise
-            before = lc.version
-            await adrive(lc.prepare_logic(self.core, force=True), self.client)
-            if lc.version == before:
-                raise
+            if lc is None or lc.version is None or not (await adrive(lc.changed_logic(self.core), self.client)):
+                raise  # only a version's index vector is ever dropped; nothing changed: a real error
             return await adrive(make(), self.client)
 
     async def query_points(self, collection_name: str, query: Any = None, **kwargs: Any) -> QueryResponse:

@@ -79,6 +79,9 @@ def _check_log(s: "Settings") -> None:
         raise InputError(f"query_log maps two collections to one log ({dict(log)}); give each its own log name.")
     check_int(s.min_log, "min_log", low=100, hint="tuning carves a validation split from the log (at least 100 "
               "queries).")
+    if s.rebuild_every is not None and isinstance(s.log_capacity, int) and s.min_log > s.log_capacity:
+        raise InputError(f"min_log={s.min_log} is larger than log_capacity={s.log_capacity}: no background rebuild "
+                         "could ever run; raise log_capacity or lower min_log.")
     r = s.rebuild_every
     if r is not None and not isinstance(r, timedelta) and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
         raise InputError(f"rebuild_every must be None, a positive number of logged queries or a "

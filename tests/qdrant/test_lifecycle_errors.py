@@ -245,3 +245,44 @@ def test_a_failed_rebuild_leaves_the_old_version_serving(qclient, sample, monkey
         assert _holding(qclient, name, rep.fingerprint) == 400
     finally:
         stop(db, ev, proxied)
+
+
+def test_a_log_never_writes_into_a_collection_of_the_user(qclient, sample, monkeypatch):
+    """A log named like the served collection is refused; an existing collection with points and no
+    log state is refused as a log: its points and payload stay as they were."""
+    name, log = names()
+    load(qclient, name, sample["G"][:300])
+    load(qclient, log, sample["G"][300:400])  # the user's own collection, same size and distance
+    with pytest.raises(InputError, match="a log must be a collection of its own"):
+        DBNormClient(qclient, query_log={name: name})
+    monkeypatch.setattr(Worker, "run", lambda self: None)
+    db = DBNormClient(qclient, query_log=log)
+    try:
+        assert len(db.query_points(name, sample["Q"][0].tolist(), limit=5).points) == 5
+        with pytest.raises(InputError, match="is not a dbnorm query log"):
+            db.flush()
+    finally:
+        stop(db)
+    rec = qclient.retrieve(log, [0], with_payload=True, with_vectors=True)[0]
+    assert rec.payload == {"i": 0, "g": 0}
+    np.testing.assert_allclose(rec.vector, sample["G"][300] / np.linalg.norm(sample["G"][300]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_prefetch_branch_on_another_vector_is_not_logged(qclient, sample):
+    name, log = names()
+    G = sample["G"][:200]
+    vp = models.VectorParams(size=G.shape[1], distance=models.Distance.COSINE)
+    qclient.create_collection(name, vectors_config={"body": vp, "title": vp})
+    qclient.upload_collection(name, vectors={"body": G, "title": G[::-1].copy()}, ids=list(range(len(G))), wait=True)
+    db = DBNormClient(qclient, query_log=log)
+    q, other = sample["Q"][0], sample["Q"][1]
+    try:
+        db.query_points(name, q.tolist(), using="body", limit=5,
+                        prefetch=[models.Prefetch(query=other.tolist(), using="title", limit=20),
+                                  models.Prefetch(query=q.tolist(), using="body", limit=20)])
+        assert db.flush() == 2  # the query and its body branch; the title branch is another space
+        recs = qclient.scroll(log, limit=10, with_vectors=True)[0]
+        for r in recs:
+            np.testing.assert_allclose(r.vector, q / np.linalg.norm(q), rtol=1e-5, atol=1e-6)
+    finally:
+        stop(db)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ...errors import InputError
@@ -62,6 +63,9 @@ class Lifecycles:
         if user is not None and not user.enabled:  # the user said: do not normalise it (nor log it)
             return None
         with self._lock:
+            lc = self.by_collection.get(collection)
+            if lc is not None:  # created by a concurrent first query
+                return lc
             name = self._names.get(collection)
             if name is None and self._single is not None:
                 if self._bound is not None and self._bound != collection:
@@ -73,6 +77,9 @@ class Lifecycles:
                 self._bound, name = collection, self._single
             if name is None:
                 return None
+            if name == collection or name in self._names:
+                raise InputError(f"query_log {name!r} is the name of a collection this wrapper serves; a log must be "
+                                 "a collection of its own: pick another name.")
             s = self.settings
             log = self._new_log(name)
             lc = Lifecycle(collection, log, min_log=s.min_log, rebuild_every=s.rebuild_every,
@@ -88,7 +95,7 @@ class Lifecycles:
         vecs = []
         for s in specs:
             if s.using in (None, "", info.using):
-                vecs += query_vectors(s.query, s.prefetch, info.size)
+                vecs += query_vectors(s.query, s.prefetch, info.size, info.using)
         return lc.log.offer(vecs) if vecs else False
 
     def all(self) -> list[Lifecycle]:
@@ -135,6 +142,9 @@ class Worker(threading.Thread):
                     except Exception:  # noqa: BLE001 (the old version keeps serving)
                         logger.exception("background rebuild of %r failed; the active version keeps serving",
                                          lc.collection)
+                    finally:  # the next attempt waits for another rebuild_every, not the next second
+                        lc.logged_at_build = int(lc.log.seen or 0)
+                        lc.started = time.time()
 
     def stop(self) -> None:
         self.stopping = True

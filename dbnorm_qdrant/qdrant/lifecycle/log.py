@@ -95,7 +95,11 @@ class QueryLog:
         sname = state.state_name(self.name)
         if self.seen is None:  # the counter of earlier processes
             got = yield from state.read_logic(sname, [state.COUNTER])
-            self.seen = int(got.get(state.COUNTER, {}).get("seen", 0))
+            counter = got.get(state.COUNTER)
+            state.check_schema(counter, f"the counter of query log {self.name!r}")
+            with self._lock:
+                if self.seen is None:  # a concurrent flush may have numbered its queries meanwhile
+                    self.seen = int((counter or {}).get("seen", 0))
         with self._lock:  # taken and numbered at once: concurrent flushes get disjoint slots
             vecs, self._buffer = self._buffer, []
             slots = self._slots(len(vecs))
@@ -124,6 +128,13 @@ def ensure_log_logic(name: str, dim: int, distance: str) -> Logic:
         yield Call("create_collection", dict(collection_name=name, vectors_config=models.VectorParams(
             size=int(dim), distance=models.Distance(distance))))
         return
+    owned = yield Call("collection_exists", dict(collection_name=state.state_name(name)))
+    if not owned and (yield Call("count", dict(collection_name=name, exact=True))).count:
+        raise InputError(
+            f"collection {name!r} exists, holds points and is not a dbnorm query log (it has no state collection "
+            f"{state.state_name(name)!r}); nothing was written to it. Pass another query_log name (a log must never "
+            "be a collection of yours)."
+        )
     desc = yield Call("get_collection", dict(collection_name=name))
     vp = desc.config.params.vectors
     size = getattr(vp, "size", None)
@@ -149,9 +160,10 @@ def _dense(q: Any, dim: int) -> np.ndarray | None:
     return None
 
 
-def query_vectors(query: Any, prefetch: Any, dim: int) -> list[np.ndarray]:
+def query_vectors(query: Any, prefetch: Any, dim: int, using: str | None = None) -> list[np.ndarray]:
     """The dense query vectors of dimension ``dim`` in a request: the query and every
-    prefetch branch's (a query by point id is an item, not a query: not logged)."""
+    prefetch branch's on the logged vector ``using`` (a branch naming another vector, and a
+    query by point id, which is an item and not a query, are not logged)."""
     out = []
     v = _dense(query, dim)
     if v is not None:
@@ -159,7 +171,8 @@ def query_vectors(query: Any, prefetch: Any, dim: int) -> list[np.ndarray]:
     stack = list(prefetch if isinstance(prefetch, list) else [prefetch] if prefetch is not None else [])
     while stack:
         p = stack.pop()
-        v = _dense(getattr(p, "query", None), dim)
+        u = getattr(p, "using", None)
+        v = _dense(getattr(p, "query", None), dim) if u in (None, "", using) else None
         if v is not None:
             out.append(v)
         sub = getattr(p, "prefetch", None)

@@ -117,7 +117,7 @@ class Lifecycle:
         self.check_using(core, usings)
         active = None if head is None else head.get("active")
         if active is not None:
-            if active != self.version:
+            if self.version is None or int(active) > self.version:  # never back to an older version
                 yield from self._load_version_logic(core, int(active))
         elif self.given:
             if self.serving != "given":  # what status and export_banks report: the wrapper's banks
@@ -164,6 +164,13 @@ class Lifecycle:
         self.log.dim, self.log.distance = info.size, info.distance
         return info
 
+    def changed_logic(self, core: Core) -> Logic:
+        """Logic: read the state's head and the collection's vector names afresh; True when the
+        active version or the names changed (a query that just failed is worth one more try)."""
+        before = self.version, dict(core.names(self.collection))
+        yield from self.prepare_logic(core, force=True)
+        return (self.version, core.names(self.collection)) != before
+
     def check_head(self, head: dict[str, Any] | None, info: VectorInfo) -> None:
         """Refuse a head of a newer package, of another collection, or of vectors the
         collection no longer has (emptied and recreated with another model)."""
@@ -192,6 +199,12 @@ class Lifecycle:
     def _load_version_logic(self, core: Core, version: int) -> Logic:
         got = yield from state.read_logic(self.state_name, [state.manifest_id(version)])
         manifest = got.get(state.manifest_id(version))
+        state.check_schema(manifest, f"version {version} of query log {self.log.name!r}")
+        if manifest is not None and manifest.get("status") == "retired":  # switched again under this read
+            heads = yield from state.read_logic(self.state_name, [state.HEAD])
+            newer = (heads.get(state.HEAD) or {}).get("active")
+            if newer is not None and int(newer) > version:
+                return (yield from self._load_version_logic(core, int(newer)))
         if manifest is None or manifest.get("status") != "ready":
             raise InputError(f"the state of query log {self.log.name!r} names version {version} as active, but its "
                              "manifest is missing or not ready; run rebuild() to write a new version.")

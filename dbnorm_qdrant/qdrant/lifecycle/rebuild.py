@@ -36,7 +36,7 @@ from ...core.centering import unit_rows
 from .._io import Call, Logic
 from ..config import Settings
 from ..core import Core
-from ..index_store import drop_index_logic, names_logic
+from ..index_store import check_index_logic, drop_index_logic, names_logic
 from ..sources import query_bank_from_collection, sample_gallery_bank
 from ..store import PrecomputeReport, precompute_logic
 from . import state
@@ -120,6 +120,8 @@ def publish_logic(core: Core, lc: Lifecycle, banks: BankSet, params: Params, *, 
     previous = (heads.get(state.HEAD) or {}).get("active")
     versions = yield from state.versions_logic(sname)
     v = max(versions, default=0) + 1
+    counter = (yield from state.read_logic(sname, [state.COUNTER])).get(state.COUNTER) or {}
+    logged = int(counter.get("seen", lc.log.seen or 0))
     live = params.method != "none"
     fp = name = None
     if live:  # the new version is prepared on its own Core; the live one is untouched until the switch
@@ -127,16 +129,17 @@ def publish_logic(core: Core, lc: Lifecycle, banks: BankSet, params: Params, *, 
                             cache_size=0))
         nz = tmp.normalizer(lc.collection, info)
         fp = nz.fingerprint
-        try:
+        try:  # checked before anything is written (a zero vector under Cosine has no index row)
             index_form(params, info.distance)
-            name = index_name(fp, info.using)
-        except InputError:  # centering or Euclid: no index form, the statistics serve
+            name = yield from check_index_logic(tmp, lc.collection, info, nz)
+        except InputError as exc:  # centering, Euclid, a zero vector: no index vector, the statistics serve
+            logger.info("version %d of %r gets no index vector: %s", v, lc.collection, exc)
             name = None
     manifest = {
         "kind": "version", "version": v, "status": "building", "params": params.to_dict(), "fingerprint": fp,
         "index_name": name, "query_bank": len(banks.query_bank),
         "gallery_bank": 0 if banks.gallery_bank is None else len(banks.gallery_bank), "tuning": tuning,
-        "created": state.now(), "log_seen": int(lc.log.seen or tuning.get("logged", 0) or 0),
+        "created": state.now(), "log_seen": logged,
         "collection": lc.collection,
     }
     yield from state.write_logic(sname, info.size, {state.manifest_id(v): manifest})
