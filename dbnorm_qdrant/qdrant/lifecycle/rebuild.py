@@ -28,7 +28,7 @@ from typing import Any, Sequence
 from os import PathLike
 
 from ...banks import BankSet, load_banks, save_banks
-from ...core.index import index_form, index_name
+from ...core.index import index_form
 from ...core.params import Params, as_params
 from ...core.tuning import tune
 from ...errors import InputError
