@@ -97,7 +97,7 @@ from .sources import build_banks, query_bank_from_collection, sample_gallery_ban
 from .index_store import drop_index_logic
 from .store import PrecomputeReport, precompute_logic, refresh_logic
 from .lifecycle import (GALLERY_SAMPLE, REBUILD_METHODS, Lifecycle, Lifecycles, LifecycleStatus, RebuildReport,
-                        Worker, export_logic, import_logic, rebuild_logic)
+                        Worker, export_logic, flush_all_logic, import_logic, rebuild_logic)
 
 __all__ = ["DBNormClient", "AsyncDBNormClient", "CollectionConfig", "Settings"]
 
@@ -515,17 +515,8 @@ class AsyncDBNormClient(_Base, _AsyncAPI):
     async def _flush_all(self, raise_errors: bool) -> int:
         if self._io is None:
             self._io = asyncio.Lock()
-        n = 0
         async with self._io:
-            for lc in self.lifecycles.all():
-                try:
-                    n += await adrive(lc.log.flush_logic(), self.client)
-                except Exception as exc:  # noqa: BLE001 (a log write must never fail a query)
-                    if raise_errors:
-                        raise
-                    logger.warning("query log %r: a write failed (%s: %s); those queries are not logged",
-                                   lc.log.name, type(exc).__name__, exc)
-        return n
+            return await adrive(flush_all_logic(self.lifecycles, raise_errors), self.client)
 
     async def flush(self) -> int:
         if self._tasks:

@@ -6,11 +6,11 @@ given banks, or the cold start), :mod:`.rebuild` (a new version from the log, an
 atomic switch), :mod:`.hub` (a wrapper's logged collections and its background writer).
 """
 
-from .hub import Lifecycles, Worker
+from .hub import Lifecycles, Worker, flush_all_logic
 from .log import POLICIES, QueryLog
 from .manager import COLD_K, COLD_SAMPLE, Lifecycle, LifecycleStatus
 from .rebuild import (GALLERY_SAMPLE, REBUILD_METHODS, RebuildReport, export_logic, import_logic, publish_logic,
                       rebuild_logic)
 
-__all__ = ["Lifecycles", "Worker", "QueryLog", "POLICIES", "Lifecycle", "LifecycleStatus", "COLD_K", "COLD_SAMPLE",
+__all__ = ["Lifecycles", "Worker", "flush_all_logic", "QueryLog", "POLICIES", "Lifecycle", "LifecycleStatus", "COLD_K", "COLD_SAMPLE",
            "RebuildReport", "rebuild_logic", "publish_logic", "export_logic", "import_logic", "REBUILD_METHODS", "GALLERY_SAMPLE"]

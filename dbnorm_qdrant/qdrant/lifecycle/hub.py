@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from ...errors import InputError
-from .._io import drive
+from .._io import Logic, drive
 from .log import QueryLog, query_vectors
 from .manager import Lifecycle
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..core import Core
     from ..planning import Spec
 
-__all__ = ["Lifecycles", "Worker"]
+__all__ = ["Lifecycles", "Worker", "flush_all_logic"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,21 @@ class Lifecycles:
         return list(self.by_collection.values())
 
 
+def flush_all_logic(lifecycles: Lifecycles, raise_errors: bool) -> Logic:
+    """Logic: write the buffered vectors of every log of a wrapper; returns how many. With
+    ``raise_errors=False`` (background writes) a failed write is logged, never raised."""
+    n = 0
+    for lc in lifecycles.all():
+        try:
+            n += yield from lc.log.flush_logic()
+        except Exception as exc:  # noqa: BLE001 (a log write must never fail a query)
+            if raise_errors:
+                raise
+            logger.warning("query log %r: a write failed (%s: %s); those queries are not logged",
+                           lc.log.name, type(exc).__name__, exc)
+    return n
+
+
 class Worker(threading.Thread):
     """The sync wrapper's background writer (a daemon thread, started with the first log)."""
 
@@ -116,17 +131,8 @@ class Worker(threading.Thread):
 
     def flush(self, raise_errors: bool = True) -> int:
         """Write every buffered query vector now; returns how many."""
-        n = 0
         with self.io:
-            for lc in self.lifecycles.all():
-                try:
-                    n += drive(lc.log.flush_logic(), self.client)
-                except Exception as exc:  # noqa: BLE001 (a log write must never fail a query)
-                    if raise_errors:
-                        raise
-                    logger.warning("query log %r: a write failed (%s: %s); those queries are not logged",
-                                   lc.log.name, type(exc).__name__, exc)
-        return n
+            return drive(flush_all_logic(self.lifecycles, raise_errors), self.client)
 
     def run(self) -> None:
         while not self.stopping:
