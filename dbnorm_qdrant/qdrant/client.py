@@ -83,7 +83,6 @@ import numpy as np
 from qdrant_client import AsyncQdrantClient, QdrantClient, models
 from qdrant_client.http.models import QueryResponse
 
-from ..banks import BankSet
 from ..core.normalizer import BankNormalizer
 from ..errors import InputError
 from ._io import Call, Logic, adrive, drive
@@ -93,9 +92,7 @@ from .grouped import groups_logic
 from .query import query_logic
 from .tree import explain_logic
 from .planning import Overrides, Spec, extra_kwargs, spec_from_kwargs
-from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
-from .index_store import drop_index_logic
-from .store import PrecomputeReport, precompute_logic, refresh_logic
+from .admin import AsyncAdmin, SyncAdmin
 from .lifecycle import (GALLERY_SAMPLE, REBUILD_METHODS, Lifecycle, Lifecycles, LifecycleStatus, RebuildReport,
                         Worker, export_logic, flush_all_logic, import_logic, rebuild_logic)
 
@@ -164,14 +161,6 @@ class _Base:
     def forget(self, collection: str) -> None:
         """Drop cached statistics, activation sets and metadata of a collection."""
         self.core.forget(collection)
-
-    def _drop(self, collection: str, using: str | None, params: Any, every: bool) -> Logic:
-        if every:
-            return (yield from drop_index_logic(self.core, collection, None))
-        info = yield from self.core.info_logic(collection, using)
-        nz = self.core.normalizer(collection, info, Overrides(params=params))
-        _, name = self.core.index_status(collection, info, nz)
-        return (yield from drop_index_logic(self.core, collection, name))
 
     def __getattr__(self, name: str) -> Any:  # everything else: the wrapped client's
         try:
@@ -273,7 +262,7 @@ class _Base:
         return self._lc(collection).status_logic(self.core)
 
 
-class DBNormClient(_Base, _SyncAPI):
+class DBNormClient(_Base, SyncAdmin, _SyncAPI):
     """Wraps a :class:`~qdrant_client.QdrantClient`; reranks ``query_points``,
     ``query_batch_points`` and ``search`` with bank normalisation.
 
@@ -412,48 +401,7 @@ class DBNormClient(_Base, _SyncAPI):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ banks / store
-    def sample_gallery_bank(self, collection_name: str, n: int, *, seed: int = 0, using: str | None = None,
-                            scroll_filter: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        """A seeded sample of ``n`` points' vectors and their int64 keys (for :class:`BankSet`)."""
-        return drive(sample_gallery_bank(collection_name, n, seed=seed, using=using, scroll_filter=scroll_filter), self.client)
-
-    def query_bank_from_collection(self, collection_name: str, n: int | None = None, *, seed: int = 0,
-                                   using: str | None = None, scroll_filter: Any = None) -> np.ndarray:
-        """The vectors of a collection of logged queries (all, or a seeded sample of ``n``)."""
-        return drive(query_bank_from_collection(collection_name, n, seed=seed, using=using, scroll_filter=scroll_filter), self.client)
-
-    def build_banks(self, collection_name: str, *, banks: BankSet | None = None,
-                    normalizer: BankNormalizer | None = None, query_bank: Any = None,
-                    query_collection: str | None = None, gallery_sample: int | None = None,
-                    using: str | None = None, seed: int = 0) -> BankSet | None:
-        """A bank set with parts from arrays or collections (:func:`~.sources.build_banks`):
-        ``query_bank`` / ``query_collection`` replace the query bank of ``banks`` (or of
-        ``normalizer``), ``gallery_sample=n`` samples the gallery bank from ``collection_name``."""
-        return drive(build_banks(collection_name, banks=banks, normalizer=normalizer, query_bank=query_bank,
-                                 query_collection=query_collection, gallery_sample=gallery_sample, using=using,
-                                 seed=seed), self.client)
-
-    def precompute(self, collection_name: str, *, using: str | None = None, params: Any = None,
-                   page_size: int = 256, force: bool = False, progress: bool = True,
-                   index: bool = False) -> PrecomputeReport:
-        """Store every point's statistics in its payload under the reserved key (resumable);
-        ``index=True``: also the index vector of ``mode="index"`` (docs/index.md)."""
-        return drive(precompute_logic(self.core, collection_name, using=using, params=params, page_size=page_size,
-                                      force=force, progress=progress, index=index), self.client)
-
-    def drop_index(self, collection_name: str, *, using: str | None = None, params: Any = None,
-                   every: bool = False) -> list[str]:
-        """Delete this normaliser's index vector (``every=True``: every ``_dbnorm_*`` index
-        vector) from the collection; returns the names deleted. User vectors are untouched."""
-        return drive(self._drop(collection_name, using, params, every), self.client)
-
-    def refresh(self, collection_name: str, *, using: str | None = None, params: Any = None) -> PrecomputeReport:
-        """Recompute the activation sets (dis/dualdis) and rewrite the stored flags that changed."""
-        return drive(refresh_logic(self.core, collection_name, using=using, params=params), self.client)
-
-
-class AsyncDBNormClient(_Base, _AsyncAPI):
+class AsyncDBNormClient(_Base, AsyncAdmin, _AsyncAPI):
     """The :class:`DBNormClient` twin for :class:`~qdrant_client.AsyncQdrantClient` (same logic;
     ``rebuild_every`` is the sync wrapper's: await :meth:`rebuild` on your own schedule)."""
 
@@ -556,32 +504,3 @@ class AsyncDBNormClient(_Base, _AsyncAPI):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
-
-    async def sample_gallery_bank(self, collection_name: str, n: int, *, seed: int = 0, using: str | None = None,
-                                  scroll_filter: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        return await adrive(sample_gallery_bank(collection_name, n, seed=seed, using=using, scroll_filter=scroll_filter), self.client)
-
-    async def query_bank_from_collection(self, collection_name: str, n: int | None = None, *, seed: int = 0,
-                                         using: str | None = None, scroll_filter: Any = None) -> np.ndarray:
-        return await adrive(query_bank_from_collection(collection_name, n, seed=seed, using=using, scroll_filter=scroll_filter), self.client)
-
-    async def build_banks(self, collection_name: str, *, banks: BankSet | None = None,
-                          normalizer: BankNormalizer | None = None, query_bank: Any = None,
-                          query_collection: str | None = None, gallery_sample: int | None = None,
-                          using: str | None = None, seed: int = 0) -> BankSet | None:
-        return await adrive(build_banks(collection_name, banks=banks, normalizer=normalizer, query_bank=query_bank,
-                                        query_collection=query_collection, gallery_sample=gallery_sample,
-                                        using=using, seed=seed), self.client)
-
-    async def precompute(self, collection_name: str, *, using: str | None = None, params: Any = None,
-                         page_size: int = 256, force: bool = False, progress: bool = True,
-                         index: bool = False) -> PrecomputeReport:
-        return await adrive(precompute_logic(self.core, collection_name, using=using, params=params, page_size=page_size,
-                                             force=force, progress=progress, index=index), self.client)
-
-    async def drop_index(self, collection_name: str, *, using: str | None = None, params: Any = None,
-                         every: bool = False) -> list[str]:
-        return await adrive(self._drop(collection_name, using, params, every), self.client)
-
-    async def refresh(self, collection_name: str, *, using: str | None = None, params: Any = None) -> PrecomputeReport:
-        return await adrive(refresh_logic(self.core, collection_name, using=using, params=params), self.client)
