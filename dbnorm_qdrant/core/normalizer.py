@@ -311,10 +311,27 @@ class BankNormalizer:
             statistics are finite (and it ranks by them like any other item).
         """
         G = self._vectors(gallery, "gallery", nonzero)
-        return self._stats(G, self._gallery_keys(gallery_keys, G.shape[0]), activation)
+        return self._stats(G, self._gallery_keys(gallery_keys, G.shape[0]), activation)[0]
 
-    def _stats(self, G: np.ndarray, keys: np.ndarray | None, activation: bool) -> GalleryStats:
-        """:meth:`gallery_stats` of checked vectors."""
+    def stats_and_topk(self, gallery: np.ndarray, k: int, *, gallery_keys: np.ndarray | None = None
+                       ) -> tuple[GalleryStats, np.ndarray]:
+        """:meth:`gallery_stats` of a page of stored vectors (no activation flags, zero vectors
+        accepted) and, from the same kernel pass over the query bank, each bank query's ``k``
+        nearest of these items by the raw similarity (``(M, k)`` positions, best first; ``-1``
+        where a key excluded too many). Used by the hub audit (core/audit.py): the statistics
+        and the k-occurrence cost one pass instead of two. Centering needs the raw top-k on
+        uncentered vectors: refused (the audit then makes its own pass)."""
+        if self.params.center:
+            raise InputError("stats_and_topk ranks by the raw similarity, which centering changes; call "
+                             "gallery_stats and the kernels' row top-k separately.")
+        G = self._vectors(gallery, "gallery", False)
+        st, top = self._stats(G, self._gallery_keys(gallery_keys, G.shape[0]), False, row_topk=k)
+        return st, top
+
+    def _stats(self, G: np.ndarray, keys: np.ndarray | None, activation: bool,
+               row_topk: int = 0) -> tuple[GalleryStats, np.ndarray | None]:
+        """:meth:`gallery_stats` of checked vectors; ``row_topk > 0``: also the query bank's row
+        top-k over ``G`` from the same pass (uncentered only; the activation flags then off)."""
         p = self.params
         n = G.shape[0]
         st = GalleryStats(n=n, fingerprint=self.fingerprint)
@@ -325,11 +342,16 @@ class BankNormalizer:
         rq = p.query_bank_request()
         if not activation and rq.row_topk:
             rq = type(rq)(betas=rq.betas, topk=rq.topk, mean=rq.mean)
+        if row_topk:
+            rq = type(rq)(betas=rq.betas, topk=rq.topk, mean=rq.mean, row_topk=row_topk)
+        top = None
         if not rq.is_empty():
             r = self._reduce(self._qb, G, rq, self.query_bank_keys, keys)
             if rq.betas:
                 st.lse_q = r.lse[0]
-            if rq.row_topk:
+            if row_topk:
+                top = r.row_topk
+            elif rq.row_topk:
                 st.act_q = activation_from_topk(r.row_topk, n)
             st.topk_mean_q, st.mean_q = r.topk_mean, r.mean
         if p.method in SINKHORN:
@@ -349,7 +371,7 @@ class BankNormalizer:
                 )
             if rg.row_topk:
                 st.act_g = activation_from_topk(r.row_topk, n)
-        return st
+        return st, top
 
     # ------------------------------------------------------------ uniform retrieval
     def uniform_solution(self):  # -> sinkhorn.SinkhornResult
@@ -406,7 +428,7 @@ class BankNormalizer:
         return act_q, act_g
 
     # ------------------------------------------------------------------ scoring
-    def _base_scores(self, Q: np.ndarray, raw: np.ndarray, stats: GalleryStats) -> np.ndarray:
+    def base_scores(self, Q: np.ndarray, raw: np.ndarray, stats: GalleryStats) -> np.ndarray:
         """Raw scores, or their centered-cosine counterpart when centering is on."""
         if not self.params.center:
             return raw
@@ -455,7 +477,7 @@ class BankNormalizer:
             raise InputError(f"rerank scores one query at a time, got {q.shape[0]} query rows; loop over them.")
         if self.params.center and q is None:
             raise InputError("centering needs the query vector; pass query=.")
-        base = self._base_scores(q, raw, stats)
+        base = self.base_scores(q, raw, stats)
         # the gate of dis/dualdis looks at the *raw* top-1 item (docs/methods.md §3.2), also with centering
         t1 = np.asarray([int(np.argmax(raw[0])) if top1 is None else top1])
         return score(base, stats, self.params, top1=t1)[0]
@@ -464,7 +486,7 @@ class BankNormalizer:
         """The full normalised ``(n_queries, n_gallery)`` score matrix."""
         Q = self._vectors(queries, "queries")
         G = self._vectors(gallery, "gallery")
-        return self._scores(Q, G, self._stats(G, None, True) if stats is None else self._matching(stats, G))
+        return self._scores(Q, G, self._stats(G, None, True)[0] if stats is None else self._matching(stats, G))
 
     def _matching(self, stats: GalleryStats, G: np.ndarray) -> GalleryStats:
         """``stats``, checked against this normalizer and the ``G`` they should describe."""
@@ -481,7 +503,7 @@ class BankNormalizer:
         raw = self.pair_sims(Q, G)
         # the gate of dis/dualdis looks at the *raw* top-1 item (docs/methods.md §3.2), also with centering
         top1 = np.argmax(raw, axis=1) if self.params.gated else None
-        return score(self._base_scores(Q, raw, stats), stats, self.params, top1=top1)
+        return score(self.base_scores(Q, raw, stats), stats, self.params, top1=top1)
 
     def search(
         self,
@@ -504,7 +526,7 @@ class BankNormalizer:
         G = self._vectors(gallery, "gallery")
         top_k = check_k(top_k, G.shape[0], "top_k")
         batch_size = check_int(batch_size, "batch_size", hint="it is the number of queries scored at once.")
-        stats = self._stats(G, None, True) if stats is None else self._matching(stats, G)
+        stats = self._stats(G, None, True)[0] if stats is None else self._matching(stats, G)
         ids = np.empty((Q.shape[0], top_k), dtype=np.int64)
         val = np.empty((Q.shape[0], top_k))
         for i0 in range(0, Q.shape[0], batch_size):

@@ -35,6 +35,7 @@ from ..errors import InputError
 from ..qdrant import DBNormClient
 from ..qdrant._io import drive
 from ..qdrant.planning import Overrides
+from ..qdrant.quarantine import ours
 from ..qdrant.sources import iter_pages
 from ..qdrant.store import PrecomputeReport
 from . import _convert as cv
@@ -189,7 +190,7 @@ class DBNormEdgeShard(_ShardAPI):
         for recs in iter_pages(self.client, self.collection, page_size=2048, with_payload=[key]):
             for r in recs:
                 cur = (r.payload or {}).get(key)
-                if cur is not None and not (isinstance(cur, dict) and "fp" in cur):
+                if cur is not None and not ours(cur):
                     raise InputError(
                         f"point {r.id!r} already holds data under the payload key {key!r} that is not dbnorm "
                         "statistics; nothing was written. Pick another key with DBNormEdgeShard(..., "
@@ -233,4 +234,16 @@ class DBNormEdgeShard(_ShardAPI):
         """Recompute the activation sets (dis/dualdis) and rewrite the stored flags that
         changed; points added since ``precompute(index=True)`` get their index vector."""
         return self.db.refresh(self.collection, using=self.using, params=params)
+
+    def audit(self, budget: float = 0.005, *, k: int = 10, params: Any = None, page_size: int = 512,
+              progress: bool = True, quarantine: bool = False) -> Any:
+        """The hub audit of the shard (:meth:`DBNormClient.audit <dbnorm_qdrant.qdrant.DBNormClient.audit>`,
+        docs/audit.md); ``quarantine=True`` marks the flagged points under :attr:`payload_key`
+        and this wrapper's queries leave them out."""
+        return self.db.audit(self.collection, budget, k=k, using=self.using, params=params, page_size=page_size,
+                             progress=progress, quarantine=quarantine)
+
+    def unquarantine(self, ids: Any = None) -> int:
+        """Remove the quarantine mark of ``ids`` (default: every quarantined point)."""
+        return self.db.unquarantine(self.collection, ids)
 

@@ -12,15 +12,27 @@ from typing import Any
 import numpy as np
 
 from ..banks import BankSet
+from ..core.audit import check_budget
 from ..core.normalizer import BankNormalizer
+from ..errors import InputError
 from ._io import Logic, adrive, drive
 from .core import Core
+from .audit import AuditReport, audit_logic, storage_problem, unquarantine_logic
 from .index_store import drop_index_logic
 from .planning import Overrides
 from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
 from .store import PrecomputeReport, precompute_logic, refresh_logic
 
 __all__ = ["SyncAdmin", "AsyncAdmin"]
+
+
+def _engine(engine: Any) -> Any:
+    """A compute engine object (it has ``precompute``), or an :class:`InputError` naming one."""
+    if hasattr(engine, "precompute") and not isinstance(engine, str):
+        return engine
+    raise InputError(f"engine must be 'local' or a compute engine object, got {engine!r}; for Ray: "
+                     "from dbnorm_qdrant.scale import RayEngine; db.precompute(name, engine=RayEngine(address=...)) "
+                     "(pip install 'dbnorm-qdrant[ray]').")
 
 
 class _Admin:
@@ -36,6 +48,16 @@ class _Admin:
         nz = self.core.normalizer(collection, info, Overrides(params=params))
         _, name = self.core.index_status(collection, info, nz)
         return (yield from drop_index_logic(self.core, collection, name))
+
+    def _audit(self, collection: str, budget: float, kw: dict[str, Any]) -> Logic:
+        check_budget(budget)  # before anything else
+        if kw.get("quarantine") and (why := storage_problem(self.client)) is not None:
+            raise InputError(f"cannot quarantine points of collection {collection!r}: {why}; nothing was changed. "
+                             "Run the audit without quarantine=True, or open the storage writable.")
+        prep = getattr(self, "_prepare", None)  # a logged collection: make its banks current first
+        if prep is not None:
+            yield from prep(collection, Overrides(), [kw.get("using")])
+        return (yield from audit_logic(self.core, collection, budget=budget, **kw))
 
 
 
@@ -65,9 +87,16 @@ class SyncAdmin(_Admin):
 
     def precompute(self, collection_name: str, *, using: str | None = None, params: Any = None,
                    page_size: int = 256, force: bool = False, progress: bool = True,
-                   index: bool = False) -> PrecomputeReport:
+                   index: bool = False, engine: Any = "local") -> PrecomputeReport:
         """Store every point's statistics in its payload under the reserved key (resumable);
-        ``index=True``: also the index vector of ``mode="index"`` (docs/index.md)."""
+        ``index=True``: also the index vector of ``mode="index"`` (docs/index.md).
+
+        ``engine``: ``"local"`` (this process), or a compute engine object such as
+        ``dbnorm_qdrant.scale.RayEngine(address=...)``, whose ``precompute(db, collection, ...)``
+        runs the same precompute elsewhere (docs/scale.md; this layer does not import Ray)."""
+        if engine != "local":
+            return _engine(engine).precompute(self, collection_name, using=using, params=params, force=force,
+                                              progress=progress, index=index)
         return drive(precompute_logic(self.core, collection_name, using=using, params=params, page_size=page_size,
                                       force=force, progress=progress, index=index), self.client)
 
@@ -80,6 +109,22 @@ class SyncAdmin(_Admin):
     def refresh(self, collection_name: str, *, using: str | None = None, params: Any = None) -> PrecomputeReport:
         """Recompute the activation sets (dis/dualdis) and rewrite the stored flags that changed."""
         return drive(refresh_logic(self.core, collection_name, using=using, params=params), self.client)
+
+    def audit(self, collection_name: str, budget: float = 0.005, *, k: int = 10, using: str | None = None,
+              params: Any = None, page_size: int = 512, progress: bool = True,
+              quarantine: bool = False) -> AuditReport:
+        """Audit a collection for hubs (docs/audit.md): every point scored by how many query-bank
+        queries retrieve it in their top ``k`` (robust z-score), the ``ceil(budget * n)`` most
+        suspicious flagged. Streams the collection once; reuses stored statistics. With
+        ``quarantine=True`` the flagged points are marked under the reserved payload key and
+        this wrapper (``quarantine="exclude"``) leaves them out of results; :meth:`unquarantine`
+        reverses it."""
+        return drive(self._audit(collection_name, budget, dict(k=k, using=using, params=params, page_size=page_size,
+                                                               progress=progress, quarantine=quarantine)), self.client)
+
+    def unquarantine(self, collection_name: str, ids: Any = None) -> int:
+        """Remove the quarantine mark of ``ids`` (default: every quarantined point); returns how many."""
+        return drive(unquarantine_logic(self.core, collection_name, ids), self.client)
 
 
 class AsyncAdmin(_Admin):
@@ -113,3 +158,13 @@ class AsyncAdmin(_Admin):
 
     async def refresh(self, collection_name: str, *, using: str | None = None, params: Any = None) -> PrecomputeReport:
         return await adrive(refresh_logic(self.core, collection_name, using=using, params=params), self.client)
+
+    async def audit(self, collection_name: str, budget: float = 0.005, *, k: int = 10, using: str | None = None,
+                    params: Any = None, page_size: int = 512, progress: bool = True,
+                    quarantine: bool = False) -> AuditReport:
+        return await adrive(self._audit(collection_name, budget, dict(
+            k=k, using=using, params=params, page_size=page_size, progress=progress, quarantine=quarantine)),
+            self.client)
+
+    async def unquarantine(self, collection_name: str, ids: Any = None) -> int:
+        return await adrive(unquarantine_logic(self.core, collection_name, ids), self.client)

@@ -191,7 +191,7 @@ class _Base:
     def _qp(self, collection_name: str, query: Any, kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
         lc = yield from self._prepare(collection_name, ov, [kwargs.get("using")])
-        spec = spec_from_kwargs(query, kwargs)
+        spec, = yield from self.core.quarantine.guard_logic(collection_name, [spec_from_kwargs(query, kwargs)])
         res = yield from query_logic(self.core, collection_name, [spec], ov, extra_kwargs(kwargs))
         self._logged(lc, [spec])
         return res
@@ -199,7 +199,7 @@ class _Base:
     def _qbp(self, collection_name: str, requests: Sequence[models.QueryRequest], kwargs: dict[str, Any]) -> Logic:
         ov = Overrides.pop(kwargs)
         lc = yield from self._prepare(collection_name, ov, [getattr(r, "using", None) for r in requests])
-        specs = [Spec.from_request(r) for r in requests]
+        specs = yield from self.core.quarantine.guard_logic(collection_name, [Spec.from_request(r) for r in requests])
         res = yield from query_logic(self.core, collection_name, specs, ov, extra_kwargs(kwargs), batch=True)
         self._logged(lc, specs)
         return res
@@ -209,6 +209,9 @@ class _Base:
         lc = yield from self._prepare(collection_name, ov, [kwargs.get("using")])
         group_size = kwargs.pop("group_size", 3)
         with_lookup = kwargs.pop("with_lookup", None)
+        guarded, = yield from self.core.quarantine.guard_logic(collection_name, [Spec(
+            query=query, filter=kwargs.get("query_filter"), prefetch=kwargs.get("prefetch"))])
+        kwargs.update(query_filter=guarded.filter, prefetch=guarded.prefetch)
         if not self.core.enabled(collection_name, ov):
             res = yield Call("query_points_groups", dict(collection_name=collection_name, group_by=group_by,
                                                          query=query, group_size=group_size,

@@ -178,6 +178,10 @@ class Settings:
         ``None`` (default: rebuild only when called), a number of logged queries, or a
         :class:`datetime.timedelta`: a background rebuild when that many queries were
         logged, or that much time passed, since the active version was built (sync wrapper).
+    quarantine:
+        What the wrapper does with points an audit quarantined (``audit(..., quarantine=True)``,
+        docs/audit.md): ``"exclude"`` (default) leaves them out of every query it serves;
+        ``"ignore"`` serves them like any other point.
     """
 
     normalizer: BankNormalizer | None = None
@@ -196,6 +200,7 @@ class Settings:
     log_policy: str = "ring"
     min_log: int = 200
     rebuild_every: int | timedelta | None = None
+    quarantine: str = "exclude"
 
     def __post_init__(self) -> None:
         if self.mode is None:
@@ -209,6 +214,9 @@ class Settings:
                   hint="collections up to this size get exact activation sets (0: always Qdrant).")
         _check_backend(self.backend)
         _check_log(self)
+        if self.quarantine not in ("exclude", "ignore"):  # quarantine.QUARANTINE_MODES
+            raise InputError(f"quarantine must be 'exclude' (leave quarantined points out of results) or 'ignore', "
+                             f"got {self.quarantine!r}.")
         default = CollectionConfig(self.normalizer, self.banks, self.params, self.candidates, self.mode)  # its checks
         check_banks_fit(default, default, "DBNormClient")
         for name, c in (self.collections or {}).items():

@@ -28,6 +28,7 @@ from ._io import Call, Logic
 from .cache import BIAS, COLUMN, FIELDS, StatsCache
 from .config import MODES, CollectionConfig, Settings, VectorInfo, as_params, check_banks_fit, vector_info
 from .planning import REQUEST_FIELD, Overrides, Plan, Spec, query_vector
+from .quarantine import Quarantine
 from .sources import point_key, record_vector, scroll_pages, vector_selector
 
 __all__ = ["Core"]
@@ -49,6 +50,7 @@ class Core:
         self.backend = settings.backend
         self.exact_activation_max = int(settings.exact_activation_max)
         self.cache = StatsCache(settings.cache_size)
+        self.quarantine = Quarantine(settings.payload_key, settings.quarantine)
         self._lock = threading.RLock()
         self._info: dict[tuple[str, str | None], VectorInfo] = {}
         self._nz: dict[tuple, BankNormalizer] = {}

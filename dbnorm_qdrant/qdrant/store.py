@@ -27,16 +27,19 @@ from qdrant_client import models
 
 from ..core.normalizer import BankNormalizer
 from ..core.params import Params
+from ..core.stats import GalleryStats
 from ..errors import InputError
 from ._io import Call, Logic
 from .index_store import check_index_logic, create_logic, names_logic, write_index_logic
 from .planning import Overrides
+from .quarantine import kept, ours
 from .sources import point_key, record_vector, scroll_pages, vector_selector
 
 if TYPE_CHECKING:
     from .core import Core
 
-__all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic"]
+__all__ = ["PrecomputeReport", "precompute_logic", "refresh_logic", "select_todo", "page_stats",
+           "write_stats_logic"]
 
 
 def _gates_gallery(p: Params) -> bool:
@@ -92,21 +95,7 @@ def precompute_logic(
     bar = tqdm(total=total, desc=f"dbnorm stats {collection}", unit="pt", disable=not progress)
 
     def page(recs: list[Any]) -> Logic | None:
-        todo = []
-        for r in recs:
-            cur = (r.payload or {}).get(key)
-            if cur is not None and not (isinstance(cur, dict) and "fp" in cur):
-                raise InputError(
-                    f"point {r.id!r} of collection {collection!r} already holds data under the payload key "
-                    f"{key!r} that is not dbnorm statistics; nothing was overwritten. Pick another key with "
-                    "DBNormClient(..., payload_key='...')."
-                )
-            if not force and isinstance(cur, dict) and cur.get("fp") == fp:
-                rep.skipped += 1
-            elif record_vector(r, using) is None:  # no such vector (a sparse-only point of a hybrid collection)
-                rep.without_vector += 1
-            else:
-                todo.append(r)
+        todo = select_todo(recs, key, fp, using, collection, force, rep)
         bar.update(len(recs))
         return _write_page(core, collection, using, nz, todo, sets, rep) if todo else None
 
@@ -124,25 +113,71 @@ def precompute_logic(
     return rep
 
 
+def select_todo(recs: list[Any], key: str, fp: str, using: str | None, collection: str, force: bool,
+                rep: PrecomputeReport, *, vectors: bool = True) -> list[Any]:
+    """The records of a scrolled page whose statistics must be (re)computed; counts the
+    skipped (current under ``fp``) and vector-less ones in ``rep`` (``vectors=False``: the page
+    was scrolled without vectors, which are then not checked here). Refuses a point whose
+    payload key holds something that is not dbnorm statistics (nothing is overwritten)."""
+    todo = []
+    for r in recs:
+        cur = (r.payload or {}).get(key)
+        if cur is not None and not ours(cur):
+            raise InputError(
+                f"point {r.id!r} of collection {collection!r} already holds data under the payload key "
+                f"{key!r} that is not dbnorm statistics; nothing was overwritten. Pick another key with "
+                "DBNormClient(..., payload_key='...')."
+            )
+        if not force and isinstance(cur, dict) and cur.get("fp") == fp:
+            rep.skipped += 1
+        elif vectors and record_vector(r, using) is None:  # no such vector (a sparse-only point of a hybrid collection)
+            rep.without_vector += 1
+        else:
+            todo.append(r)
+    return todo
+
+
+def page_stats(nz: BankNormalizer, G: np.ndarray, keys: np.ndarray) -> GalleryStats:
+    """The statistics of one page (or chunk) of stored vectors: the one place of the per-page
+    maths, shared by this precompute and the Ray one (:mod:`dbnorm_qdrant.scale`). Activation
+    flags are set aside (they need the whole collection); stored zero vectors are accepted."""
+    return nz.gallery_stats(G, gallery_keys=keys, activation=False, nonzero=False)
+
+
 def _write_page(core: Core, collection: str, using: str | None, nz: BankNormalizer, todo: list[Any],
                 sets: tuple[frozenset[int], frozenset[int]] | None, rep: PrecomputeReport) -> Logic:
-    """Logic: compute the statistics of one page's points and write them, under the
-    reserved key only (one ``SetPayload`` per point, one ``batch_update_points``)."""
-    key = core.payload_key
+    """Logic: compute the statistics of one page's points and write them (:func:`write_stats_logic`)."""
     keys = np.fromiter((point_key(r.id) for r in todo), dtype=np.int64, count=len(todo))
     G = np.asarray([record_vector(r, using) for r in todo], dtype=np.float32)
-    st = nz.gallery_stats(G, gallery_keys=keys, activation=False, nonzero=False)  # stored vectors
+    keep = {r.id: kept((r.payload or {}).get(core.payload_key)) for r in todo}
+    yield from write_stats_logic(core, collection, nz, [r.id for r in todo], keys, page_stats(nz, G, keys), sets, rep,
+                                 keep=keep)
+
+
+def write_stats_logic(core: Core, collection: str, nz: BankNormalizer, ids: list[Any], keys: np.ndarray,
+                      st: GalleryStats, sets: tuple[frozenset[int], frozenset[int]] | None,
+                      rep: PrecomputeReport, *, keep: dict[Any, dict[str, Any]] | None = None) -> Logic:
+    """Logic: write the statistics ``st`` of points ``ids`` (int64 ``keys``) under the reserved
+    key only (one ``SetPayload`` per point, one ``batch_update_points``), with the activation
+    flags from ``sets``; cache them; count them in ``rep``. An audit's quarantine mark under
+    the key is kept: ``keep`` maps a point id to it (:func:`~.quarantine.kept`), else it is read
+    with one ``retrieve``."""
+    key = core.payload_key
+    if keep is None:
+        got = yield Call("retrieve", dict(collection_name=collection, ids=list(ids), with_payload=[key],
+                                          with_vectors=False))
+        keep = {r.id: kept((r.payload or {}).get(key)) for r in got}
     ops = []
-    for i, r in enumerate(todo):
-        rec = st.record(i)
+    for i, pid in enumerate(ids):
+        rec = {**st.record(i), **keep.get(pid, {})}
         if sets is not None:
             rec["act_q"] = int(keys[i]) in sets[0]
             if _gates_gallery(nz.params):
                 rec["act_g"] = int(keys[i]) in sets[1]
-        ops.append(models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[r.id])))
+        ops.append(models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[pid])))
     yield Call("batch_update_points", dict(collection_name=collection, update_operations=ops, wait=True))
     core.put_stats(collection, nz, keys.tolist(), st)
-    rep.written += len(todo)
+    rep.written += len(ids)
 
 
 def refresh_logic(core: Core, collection: str, *, using: str | None = None, params: Any = None, page_size: int = 1024) -> Logic:
