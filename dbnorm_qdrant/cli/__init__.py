@@ -23,6 +23,9 @@ Commands (one module each)
 ``rebuild`` / ``status`` (:mod:`.lifecycle`)
     A collection served from its query log (``DBNormClient(query_log=...)``): new banks
     from the log, tuned and switched to as a new version; what serves it now.
+``audit`` (:mod:`.audit`)
+    The hub audit of a collection (planted or natural hubs): the flagged points with their
+    signals, a JSON form, a page with plots (``--out``); ``--quarantine`` / ``--unquarantine``.
 ``train-adapter`` (:mod:`.train_adapter`)
     The experimental NeighborRetr-style adapter (torch).
 
@@ -50,13 +53,13 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import InputError
-from . import bank, demo, evaluate, lifecycle, rerank, report, stats, train_adapter
+from . import audit, bank, demo, evaluate, lifecycle, rerank, report, stats, train_adapter
 from .options import PROG, Parser, add_output_opts
 
 __all__ = ["main", "build_parser", "PROG"]
 
 #: the command modules, in the order ``--help`` lists them; each has ``add_parser(subparsers)``
-COMMANDS = (demo, evaluate, bank, stats, rerank, report, lifecycle, train_adapter)
+COMMANDS = (demo, evaluate, bank, stats, rerank, report, lifecycle, audit, train_adapter)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +92,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 #: the API's words for a parameter, in messages raised below the CLI -> the flag a CLI user types
 _API_PHRASES = (("drop using= (or pass using=None)", "drop --using"),
                 ("pass params={'k': ...} with k <=", "pass --k K with K <="),
-                ("lower min_log=)", "lower --min-log)"), ("min_log", "--min-log"))
+                ("lower min_log=)", "lower --min-log)"), ("min_log", "--min-log"), ("budget must", "--budget must"))
 _FLAGS = {"using": "--using", "k": "--k", "top_k": "--top-k", "query_bank": "--query-bank",
           "gallery_bank": "--gallery-bank"}
 _API_NAME = re.compile(r"\b(pass|choose|drop) (" + "|".join(_FLAGS) + r")(=| <=)")

@@ -169,11 +169,12 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
+def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str], left: Sequence[int] = (0,)) -> None:
+    """A plain-text table: the columns ``left`` (default the first) left-aligned, the others right."""
     cells = [[str(h) for h in header]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     for j, r in enumerate(cells):
-        print("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+        print("  ".join(c.ljust(widths[i]) if i in left else c.rjust(widths[i]) for i, c in enumerate(r)).rstrip())
         if j == 0:
             print("  ".join("-" * w for w in widths))
 

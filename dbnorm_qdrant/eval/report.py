@@ -31,7 +31,7 @@ from .metrics import hubness_metrics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Retrieval", "write_report", "PLOTS_HINT"]
+__all__ = ["COLORS", "PAGE_STYLE", "PLOTS_HINT", "Retrieval", "write_report"]
 
 #: what the page says when matplotlib is missing
 PLOTS_HINT = 'plots need matplotlib: pip install "dbnorm-qdrant[plots]"'
@@ -49,7 +49,11 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("hub_occurrence", "hub share", "{:.1%}"),
     ("max_occurrence", "max N_k", "{:d}"),
 )
-_COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
+#: the retrievals' colours in the plots (first: raw, or what is flagged)
+COLORS = ("#d62728", "#1f77b4", "#2ca02c", "#9467bd")
+#: the style of the HTML pages (a report's, an audit's)
+PAGE_STYLE = ("<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
+              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td.l{text-align:left}</style>")
 
 
 @dataclass
@@ -110,7 +114,7 @@ def _plot(runs: Sequence[Retrieval], hubs: list[list[dict[str, Any]]], k: int, t
         if m.get("R1") is not None:
             lab += f", R@1 {m['R1']:.1f}%"
         lab += f", max N{k} = {int(r.occurrence.max())}"
-        ax.hist(r.occurrence, bins=bins, alpha=0.55, color=_COLORS[i % len(_COLORS)], label=lab)
+        ax.hist(r.occurrence, bins=bins, alpha=0.55, color=COLORS[i % len(COLORS)], label=lab)
     ax.set_yscale("log")
     ax.set_xlabel(f"N{k}(g): queries (of {n_q:,}) with item g in their top {k}")
     ax.set_ylabel("gallery items (log scale)")
@@ -129,7 +133,7 @@ def _plot(runs: Sequence[Retrieval], hubs: list[list[dict[str, Any]]], k: int, t
             j = h["id"] if pos_of is None else pos_of.get(h["id"])
             vals.append(0 if j is None or j >= len(r.occurrence) else int(r.occurrence[j]))
         ax.barh(ypos + (len(runs) - 1 - i) * bar_h - 0.4 + bar_h / 2, vals[::-1], height=bar_h,
-                color=_COLORS[i % len(_COLORS)], alpha=0.8, label=r.name)
+                color=COLORS[i % len(COLORS)], alpha=0.8, label=r.name)
     ax.set_yticks(ypos)
     ax.set_yticklabels(names, fontsize=7.5)
     ax.set_xlabel(f"N{k}")
@@ -180,8 +184,7 @@ def _html(title: str, png: str | None, runs, hubs, k: int, notes: Sequence[str],
     header, rows = _table_rows(runs)
     parts = [
         "<!doctype html>", "<html><head><meta charset='utf-8'>", f"<title>{e(title)}</title>",
-        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td.l{text-align:left}</style>",
+        PAGE_STYLE,
         "</head><body>", f"<h1>{e(title)}</h1>",
         f"<img src='{e(png)}' alt='k-occurrence before and after' width='100%'>" if png else f"<p>(No plot: {e(PLOTS_HINT)}.)</p>",
         "<h2>Metrics</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in header) + "</tr>",
