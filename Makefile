@@ -6,7 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # torch is an optional extra; pinned so a CPU build installs (an unpinned torch pulls CUDA)
 TORCH ?= torch==2.13.0
-EXTRAS ?= test,plots,torch,langchain,llamaindex,examples,edge
+# Ray (the ray extra: scale-out, docs/scale.md); pinned so CI tests the version the docs were measured with
+RAY ?= ray[data]==2.60.0
+EXTRAS ?= test,plots,torch,langchain,llamaindex,examples,edge,ray
 
 .PHONY: install demo test bench clean
 
@@ -15,7 +17,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" "$(RAY)"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]" \
 		-e integrations/langchain-dbnorm-qdrant -e integrations/llama-index-dbnorm-qdrant
 

@@ -26,7 +26,7 @@ HUB_K = 10
 FORMATTER = argparse.RawDescriptionHelpFormatter
 
 __all__ = ["PROG", "HUB_K", "FORMATTER", "Parser", "positive_int", "add_output_opts", "add_qdrant_opts", "add_engine_opt",
-           "add_bank_opts", "add_method_opts", "add_batch_opts", "add_candidates_opt", "add_mode_opt", "add_top_k_opt",
+           "add_compute_opts", "add_bank_opts", "add_method_opts", "add_batch_opts", "add_candidates_opt", "add_mode_opt", "add_top_k_opt",
            "add_json_opt"]
 
 
@@ -77,6 +77,19 @@ def add_engine_opt(p: Any) -> None:
     p.add_argument("--engine", choices=("local", "edge"), default="local",
                    help="with --path: local = qdrant-client's embedded mode (default); edge = Qdrant's engine in "
                         'process (Qdrant Edge; pip install "dbnorm-qdrant[edge]")')
+
+
+def add_compute_opts(p: argparse.ArgumentParser) -> None:
+    """``--compute local|ray``, ``--ray-address``, ``--workers``: where the heavy work runs
+    (``--engine`` already names how a ``--path`` folder is opened; docs/scale.md)."""
+    g = p.add_argument_group("compute")
+    g.add_argument("--compute", choices=("local", "ray"), default="local",
+                   help="local = this process (default); ray = Ray tasks / Ray Data actors "
+                        "(pip install 'dbnorm-qdrant[ray]'; docs/scale.md)")
+    g.add_argument("--ray-address", metavar="ADDR",
+                   help="with --compute ray: a Ray cluster (ray://head:10001, head:6379, auto); default: a local Ray")
+    g.add_argument("--workers", type=positive_int, metavar="N",
+                   help="with --compute ray: tasks or actors at once (default: the cluster's CPUs)")
 
 
 def add_bank_opts(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """``rerank``: batch offline reranking of a query set to JSONL or Parquet.
 
 Through Qdrant (``--collection``: batched ``query_batch_points``) or against a plain
-gallery matrix (``--gallery``). Rows stream to a temporary file next to ``--out``, which
+gallery matrix (``--gallery``); in this process, or on Ray (``--compute ray``: Ray Data reads
+``--queries`` (.npy or Parquet), one normaliser actor per worker; the same rows, docs/scale.md). Rows stream to a temporary file next to ``--out``, which
 is renamed into place only when every query is done: a failed run leaves no file.
 """
 
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .._io_utils import atomic_path, check_writable, jsonable
-from ..validation import as_matrix, check_vectors
+from ..validation import check_vectors
 from ..errors import InputError
 from . import common as c
 from . import options as o
-from .qdrant_io import array_batches, collection_batches, open_qdrant, search_lists
+from ..scale.rows import collection_rows, matrix_rows
+from .qdrant_io import array_batches, collection_batches, open_qdrant
 
 #: output format of each supported ``--out`` extension
 FORMATS = {".jsonl": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -34,7 +36,9 @@ def add_parser(sub: Any) -> None:
         "or against a plain gallery matrix (--gallery). Memory stays bounded by --batch-size.")
     p.add_argument("--out", required=True, metavar="FILE", help="results.jsonl or results.parquet (written on success)")
     p.add_argument("--format", choices=("jsonl", "parquet"), help="default: from the --out extension")
-    p.add_argument("--queries", metavar="Q.npy", help="query vectors (read memory-mapped)")
+    p.add_argument("--queries", metavar="Q.npy",
+                   help="query vectors (read memory-mapped); with --compute ray also Q.parquet (a list<float> "
+                        "column 'vector', ids in 'query' if present)")
     p.add_argument("--query-collection", metavar="NAME", help="or: the queries are the points of this collection")
     p.add_argument("--query-using", metavar="VECTOR", help="the named vector of --query-collection")
     p.add_argument("--gallery", metavar="G.npy", help="rerank against this matrix instead of a collection")
@@ -46,6 +50,7 @@ def add_parser(sub: Any) -> None:
     o.add_bank_opts(p)
     o.add_method_opts(p, "the bank file's, else auto")
     o.add_qdrant_opts(p, required=False)
+    o.add_compute_opts(p)
     o.add_output_opts(p)
     p.set_defaults(func=run)
 
@@ -79,6 +84,9 @@ def _check(args: argparse.Namespace) -> tuple[Path, str]:
         raise InputError("pass the queries as --queries Q.npy or --query-collection NAME (one of them).")
     if args.query_collection and not args.collection:
         raise InputError("--query-collection needs --collection (and --path/--url).")
+    if args.compute == "ray" and args.query_collection:
+        raise InputError("--compute ray reads the queries from a file: pass --queries Q.npy or Q.parquet "
+                         "(or use --compute local with --query-collection).")
     c.check_method(args)
     out = check_writable(args.out, "--out")
     return out, output_format(out, args.format)
@@ -87,7 +95,10 @@ def _check(args: argparse.Namespace) -> tuple[Path, str]:
 def run(args: argparse.Namespace) -> int:
     out, fmt = _check(args)
     t0 = time.perf_counter()
-    n = _through_qdrant(args, out, fmt) if args.collection else _against_matrix(args, out, fmt)
+    if args.compute == "ray":
+        n = _on_ray(args, out, fmt)
+    else:
+        n = _through_qdrant(args, out, fmt) if args.collection else _against_matrix(args, out, fmt)
     dt = time.perf_counter() - t0
     c.log.info("reranked %d queries in %.1fs (%.1f queries/s) -> %s", n, dt, n / dt if dt else float("inf"), out)
     if args.json:
@@ -166,15 +177,13 @@ def _against_matrix(args: argparse.Namespace, out: Path, fmt: str) -> int:
     stats = nz.gallery_stats(G)
     with row_writer(out, fmt) as w, c.progress(args, total=len(Q), desc="rerank", unit="q") as bar:
         for qids, vecs in array_batches(Q, args.batch_size):
-            scores, ids = nz.search(as_matrix(vecs, "--queries", ncols=G.shape[1]), G, stats,
-                                    top_k=min(args.top_k, len(G)))
-            w.write([{"query": q, "ids": i.tolist(), "scores": v.tolist()} for q, i, v in zip(qids, ids, scores)])
+            w.write(matrix_rows(nz, G, stats, qids, vecs, top_k=args.top_k, what="--queries"))
             bar.update(len(qids))
     return w.rows
 
 
 def _through_qdrant(args: argparse.Namespace, out: Path, fmt: str) -> int:
-    from ..qdrant import DBNormClient, raw_score
+    from ..qdrant import DBNormClient
 
     Q = c.matrix(args.queries, "--queries", mmap=True) if args.queries else None
     bank_set, stored, paired = c.banks(args, None if Q is None else Q.shape[1])
@@ -197,9 +206,41 @@ def _through_qdrant(args: argparse.Namespace, out: Path, fmt: str) -> int:
         db = DBNormClient(q.client, bank_set.normalizer(params, unit=dist == "Cosine"), candidates=args.candidates,
                           mode=args.mode)
         with row_writer(out, fmt) as w, c.progress(args, total=total, desc="rerank", unit="q") as bar:
-            for qids, resp in search_lists(db, args.collection, batches, top_k=args.top_k, using=args.using,
-                                           bar=bar, rerank=True, candidates=args.candidates, with_raw_score=True):
-                w.write([{"query": qid, "ids": [p.id for p in r.points], "scores": [p.score for p in r.points],
-                          "raw_scores": [raw_score(p, db.payload_key) for p in r.points]}
-                         for qid, r in zip(qids, resp)])
+            for qids, vecs in batches:
+                w.write(collection_rows(db, args.collection, qids, vecs, top_k=args.top_k, using=args.using,
+                                        candidates=args.candidates))
+                bar.update(len(qids))
+    return w.rows
+
+
+def _on_ray(args: argparse.Namespace, out: Path, fmt: str) -> int:
+    """``--compute ray``: the rows of :func:`dbnorm_qdrant.scale.rerank_ray`, written as the local engine writes them."""
+    from ..scale import rerank_ray, require_ray
+    from ..scale.rerank import query_source
+
+    require_ray()  # before any work: the extra is named when Ray is missing
+    _, dim, _ = query_source(args.queries, "--queries")
+    ray_kw = dict(top_k=args.top_k, batch_size=args.batch_size, address=args.ray_address, num_workers=args.workers,
+                  what="--queries")
+    bank_set, stored, paired = c.banks(args, dim)
+    params, _ = c.params(args, bank_set, stored, paired)
+    with contextlib.ExitStack() as stack:
+        if args.collection:
+            from ..qdrant import DBNormClient
+
+            q = stack.enter_context(open_qdrant(args))
+            q.require(args.collection)
+            dist, size = q.vector(args.collection, args.using)
+            c.check_dim(bank_set, size, args.collection)
+            db = DBNormClient(q.client, bank_set.normalizer(params, unit=dist == "Cosine"), candidates=args.candidates,
+                              mode=args.mode)
+            rows = rerank_ray(args.queries, db=db, collection=args.collection, using=args.using,
+                              candidates=args.candidates, **ray_kw)
+        else:
+            G = c.matrix(args.gallery, "--gallery", ncols=dim, of="--queries")
+            rows = rerank_ray(args.queries, normalizer=bank_set.normalizer(params), gallery=G, **ray_kw)
+        with row_writer(out, fmt) as w:
+            for batch in rows:
+                if batch:
+                    w.write(batch)
     return w.rows

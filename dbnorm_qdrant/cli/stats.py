@@ -31,11 +31,13 @@ def add_parser(sub: Any) -> None:
         o.add_method_opts(p, "the bank file's, else auto")
         p.add_argument("--payload-key", default="_dbnorm", help="the reserved payload key (default _dbnorm)")
         if name == "precompute":
-            p.add_argument("--page-size", type=o.positive_int, default=256, help="points per page (default 256)")
+            p.add_argument("--page-size", type=o.positive_int,
+                           help="points per page (default 256; with --compute ray: points per task, default 4096)")
             p.add_argument("--force", action="store_true", help="recompute even current statistics")
             p.add_argument("--index", action="store_true",
                            help="also write the index vector that --mode index / mode='index' searches "
                                 "(a named vector of size d+1; docs/index.md)")
+            o.add_compute_opts(p)
         o.add_json_opt(p)
         o.add_output_opts(p)
         p.set_defaults(func=func)
@@ -65,11 +67,21 @@ def _collection_db(args: argparse.Namespace) -> Iterator[tuple[Any, Any]]:
 def run_precompute(args: argparse.Namespace) -> int:
     with _collection_db(args) as (db, nz):
         t0 = time.perf_counter()
-        rep = db.precompute(args.collection, using=args.using, page_size=args.page_size, force=args.force,
-                            progress=not args.quiet, index=args.index)
+        if args.compute == "ray":
+            from ..scale import precompute_ray
+
+            rep = precompute_ray(db, args.collection, address=args.ray_address, num_workers=args.workers,
+                                 chunk_size=args.page_size or 4096, using=args.using, force=args.force,
+                                 progress=not args.quiet, index=args.index)
+        else:
+            rep = db.precompute(args.collection, using=args.using, page_size=args.page_size or 256,
+                                force=args.force, progress=not args.quiet, index=args.index)
         dt = time.perf_counter() - t0
     out = {"collection": args.collection, "fingerprint": rep.fingerprint, "written": rep.written,
            "skipped": rep.skipped, "seconds": round(dt, 3), "params": nz.params.to_dict(), "payload_key": args.payload_key}
+    if args.compute == "ray":
+        out.update(workers=rep.workers, chunks=rep.chunks, peak_worker_mb=round(rep.peak_worker_mb, 1),
+                   added_during_run=rep.added_during_run)
     if args.index:
         out.update(index_name=rep.index_name, index_written=rep.index_written, index_skipped=rep.index_skipped)
     if args.json:

@@ -15,12 +15,14 @@ PKG = ROOT / "dbnorm_qdrant"
 
 #: layer -> the package's layers it must never import (upward edges of docs/architecture.md)
 FORBIDDEN = {
-    "dbnorm_qdrant.errors": ("core", "kernels", "eval", "qdrant", "cli", "experimental", "banks"),
-    "dbnorm_qdrant.validation": ("core", "kernels", "eval", "qdrant", "cli", "experimental", "banks"),
-    "dbnorm_qdrant.kernels": ("core", "eval", "qdrant", "cli", "experimental", "banks"),
-    "dbnorm_qdrant.core": ("qdrant", "cli", "experimental", "banks", "edge"),
-    "dbnorm_qdrant.eval": ("core", "kernels", "qdrant", "cli", "experimental", "banks", "edge"),
-    "dbnorm_qdrant.qdrant": ("cli", "experimental", "edge"),
+    "dbnorm_qdrant.errors": ("core", "kernels", "eval", "qdrant", "cli", "experimental", "banks", "scale"),
+    "dbnorm_qdrant.validation": ("core", "kernels", "eval", "qdrant", "cli", "experimental", "banks", "scale"),
+    "dbnorm_qdrant.kernels": ("core", "eval", "qdrant", "cli", "experimental", "banks", "scale"),
+    "dbnorm_qdrant.core": ("qdrant", "cli", "experimental", "banks", "edge", "scale"),
+    "dbnorm_qdrant.eval": ("core", "kernels", "qdrant", "cli", "experimental", "banks", "edge", "scale"),
+    "dbnorm_qdrant.qdrant": ("cli", "experimental", "edge", "scale"),
+    "dbnorm_qdrant.edge": ("cli", "experimental", "scale"),
+    "dbnorm_qdrant.scale": ("cli", "experimental", "edge"),
 }
 
 
