@@ -14,10 +14,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from dbnorm_qdrant import BankNormalizer
 from dbnorm_qdrant.cli import main
-from dbnorm_qdrant.qdrant import DBNormClient
-from dbnorm_qdrant.scale import precompute_ray
 
 N_Q, N_G, N_B = 200, 600, 800
 
