@@ -157,8 +157,9 @@ class HubAudit:
         self._nbuf = 0
 
     def add(self, G: np.ndarray, stats: GalleryStats | None = None, keys: np.ndarray | None = None) -> None:
-        """One page of items: ``(p, d)`` vectors, their statistics (or None: computed here; ``keys``
-        then leave an item out of its own bank terms, as the precompute does)."""
+        """One page of items: ``(p, d)`` vectors, their statistics (or None: computed here), and their
+        integer keys: a bank query with the same key (a query bank sampled from the collection) is
+        the item itself and never counts it, in the statistics and in the k-occurrence alike."""
         G = np.asarray(G, dtype=np.float32)
         if G.ndim != 2 or G.shape[1] != self.bank.shape[1]:
             raise InputError(f"the audited vectors have shape {G.shape} but the query bank has dimension "
@@ -204,6 +205,9 @@ class HubAudit:
                 for r0 in range(0, self.bank.shape[0], self.chunk):
                     rows = slice(r0, r0 + self.chunk)
                     S = nz.base_scores(self.bank[rows], nz.pair_sims(self.bank[rows], G), stats) - b[None, :]
+                    bk = nz.query_bank_keys
+                    if bk is not None and keys is not None:  # a pseudo-query never retrieves itself
+                        S[(bk[rows, None] == keys[None, :]) & (bk[rows, None] >= 0)] = -np.inf
                     i = np.argpartition(-S, c - 1, axis=1)[:, :c]
                     self.norm.update(np.take_along_axis(S, i, axis=1), self.n, rows, i)
         self.n += G.shape[0]
@@ -216,9 +220,9 @@ class HubAudit:
         dot = self.nz.similarity == "dot" if dot is None else dot
         if idx is None:
             req = Request(row_topk=min(top.k, G.shape[0]))
-            bk = self.nz.query_bank_keys if bank is self.bank or bank.shape[0] == self.bank.shape[0] else None
+            bk = self.nz.query_bank_keys  # the rows of bank (or of its index form) are the bank queries
             idx = (self.nz.backend.reduce_vectors(bank, G, req, bk, keys) if dot
-                   else self.nz._reduce(bank, G, req, bk, keys)).row_topk
+                   else self.nz.reduce(bank, G, req, bk, keys)).row_topk
         for r0 in range(0, bank.shape[0], self.chunk):
             rows = slice(r0, r0 + self.chunk)
             i = idx[rows]

@@ -227,7 +227,7 @@ class BankNormalizer:
             return neg_euclid(A, B)
         return A @ B.T
 
-    def _reduce(
+    def reduce(
         self,
         bank: np.ndarray,
         G: np.ndarray,
@@ -346,7 +346,7 @@ class BankNormalizer:
             rq = type(rq)(betas=rq.betas, topk=rq.topk, mean=rq.mean, row_topk=row_topk)
         top = None
         if not rq.is_empty():
-            r = self._reduce(self._qb, G, rq, self.query_bank_keys, keys)
+            r = self.reduce(self._qb, G, rq, self.query_bank_keys, keys)
             if rq.betas:
                 st.lse_q = r.lse[0]
             if row_topk:
@@ -361,7 +361,7 @@ class BankNormalizer:
         if not activation and rg.row_topk:
             rg = type(rg)(betas=rg.betas)
         if not rg.is_empty():
-            r = self._reduce(self._gb, G, rg, self.gallery_bank_keys, keys)
+            r = self.reduce(self._gb, G, rg, self.gallery_bank_keys, keys)
             st.lse_g = r.lse[0]
             if not np.isfinite(st.lse_g).all():
                 bad = int(np.count_nonzero(~np.isfinite(st.lse_g)))
@@ -421,9 +421,9 @@ class BankNormalizer:
         if p.center:  # the same (centered) similarity as gallery_stats
             G = self._center_gallery(G)[0]
         k = min(int(p.k), n)
-        act_q = activation_from_topk(self._reduce(self._qb, G, Request(row_topk=k), self.query_bank_keys, keys).row_topk, n)
+        act_q = activation_from_topk(self.reduce(self._qb, G, Request(row_topk=k), self.query_bank_keys, keys).row_topk, n)
         if p.gated and p.uses_gallery_bank:
-            r = self._reduce(self._gb, G, Request(row_topk=k), self.gallery_bank_keys, keys)
+            r = self.reduce(self._gb, G, Request(row_topk=k), self.gallery_bank_keys, keys)
             act_g = activation_from_topk(r.row_topk, n)
         return act_q, act_g
 

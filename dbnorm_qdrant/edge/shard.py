@@ -239,7 +239,8 @@ class DBNormEdgeShard(_ShardAPI):
               progress: bool = True, quarantine: bool = False) -> Any:
         """The hub audit of the shard (:meth:`DBNormClient.audit <dbnorm_qdrant.qdrant.DBNormClient.audit>`,
         docs/audit.md); ``quarantine=True`` marks the flagged points under :attr:`payload_key`
-        and this wrapper's queries leave them out."""
+        and this wrapper's reranked queries leave them out (``rerank=False`` runs a request on
+        the shard as it is, quarantined points included)."""
         return self.db.audit(self.collection, budget, k=k, using=self.using, params=params, page_size=page_size,
                              progress=progress, quarantine=quarantine)
 

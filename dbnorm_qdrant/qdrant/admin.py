@@ -19,6 +19,7 @@ from ._io import Logic, adrive, drive
 from .core import Core
 from .audit import AuditReport, audit_logic, storage_problem, unquarantine_logic
 from .index_store import drop_index_logic
+from .quarantine import marked_logic
 from .planning import Overrides
 from .sources import build_banks, query_bank_from_collection, sample_gallery_bank
 from .store import PrecomputeReport, precompute_logic, refresh_logic
@@ -40,6 +41,7 @@ class _Admin:
 
     core: Core
     client: Any
+    payload_key: str
 
     def _drop(self, collection: str, using: str | None, params: Any, every: bool) -> Logic:
         if every:
@@ -126,6 +128,10 @@ class SyncAdmin(_Admin):
         """Remove the quarantine mark of ``ids`` (default: every quarantined point); returns how many."""
         return drive(unquarantine_logic(self.core, collection_name, ids), self.client)
 
+    def quarantined(self, collection_name: str, ids: Any) -> set[Any]:
+        """Which of the points ``ids`` an audit quarantined (the ids as Qdrant returns them)."""
+        return drive(marked_logic(self.payload_key, collection_name, ids), self.client)
+
 
 class AsyncAdmin(_Admin):
     """The administration methods of :class:`~.client.AsyncDBNormClient` (awaited)."""
@@ -168,3 +174,6 @@ class AsyncAdmin(_Admin):
 
     async def unquarantine(self, collection_name: str, ids: Any = None) -> int:
         return await adrive(unquarantine_logic(self.core, collection_name, ids), self.client)
+
+    async def quarantined(self, collection_name: str, ids: Any) -> set[Any]:
+        return await adrive(marked_logic(self.payload_key, collection_name, ids), self.client)

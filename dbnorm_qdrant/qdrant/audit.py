@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -35,7 +36,7 @@ from ..core.stats import GalleryStats
 from ..errors import InputError
 from ._io import Call, Logic
 from .planning import Overrides
-from .quarantine import MARK_FIELDS, Quarantine
+from .quarantine import MARK_FIELDS, Quarantine, ours
 from .sources import point_key, record_vector, scroll_pages, vector_selector
 
 if TYPE_CHECKING:
@@ -126,11 +127,12 @@ def audit_logic(core: Core, collection: str, *, budget: float = 0.005, k: int = 
         if recs:
             G = np.asarray([record_vector(r, info.using) for r in recs], dtype=np.float32)
             stored = [(r.payload or {}).get(key) for r in recs]
+            keys = np.fromiter((point_key(r.id) for r in recs), dtype=np.int64, count=len(recs))
             if all(isinstance(s, dict) and s.get("fp") == nz.fingerprint for s in stored):
-                audit.add(G, GalleryStats.from_records(stored, nz.fingerprint))
+                audit.add(G, GalleryStats.from_records(stored, nz.fingerprint), keys)
                 reused += len(recs)
             else:
-                audit.add(G, None, np.fromiter((point_key(r.id) for r in recs), dtype=np.int64, count=len(recs)))
+                audit.add(G, None, keys)
             ids.extend(r.id for r in recs)
         bar.update(len(recs))
 
@@ -144,6 +146,7 @@ def audit_logic(core: Core, collection: str, *, budget: float = 0.005, k: int = 
     flagged = [ids[i] for i in order]
     got = yield Call("retrieve", dict(collection_name=collection, ids=flagged, with_payload=True, with_vectors=False))
     payloads = {r.id: {k_: v for k_, v in (r.payload or {}).items() if k_ != key} for r in got}
+    current = {r.id: (r.payload or {}).get(key) for r in got}
     rows = [dict(id=ids[i], rank=j + 1, score=float(sig.score[i]), kocc=int(sig.kocc[i]),
                  kocc_normalized=None if sig.kocc_normalized is None else int(sig.kocc_normalized[i]),
                  bias=float(sig.bias[i]), bias_z=float(sig.bias_z[i]), spread=audit.spread(int(i)),
@@ -156,14 +159,22 @@ def audit_logic(core: Core, collection: str, *, budget: float = 0.005, k: int = 
                       settings=dict(budget=budget, k=audit.k, using=info.using, page_size=page_size,
                                     params=nz.params.to_dict(), score="robust z of log(1 + k-occurrence)"))
     if quarantine and flagged:
-        rep.quarantined = yield from _mark_logic(core, collection, rep)
+        rep.quarantined = yield from _mark_logic(core, collection, rep, current)
     rep.seconds = time.perf_counter() - t0
     return rep
 
 
-def _mark_logic(core: Core, collection: str, rep: AuditReport) -> Logic:
-    """Logic: mark the flagged points as quarantined, inside the reserved key only (one call)."""
+def _mark_logic(core: Core, collection: str, rep: AuditReport, current: dict[Any, Any]) -> Logic:
+    """Logic: mark the flagged points as quarantined, inside the reserved key only (one call);
+    ``current`` holds their reserved-key values (foreign data there is refused: nothing marked).
+    A payload index on the mark keeps the wrappers' filter cheap (engines without payload
+    indexes, e.g. local mode, ignore it)."""
     key = core.payload_key
+    foreign = [pid for pid, v in current.items() if v is not None and not ours(v)]
+    if foreign:
+        raise InputError(f"point {foreign[0]!r} of collection {collection!r} holds data under the payload key {key!r} "
+                         "that is not dbnorm's; nothing was marked. Pick another key with "
+                         "DBNormClient(..., payload_key='...').")
     at = datetime.now(timezone.utc).isoformat(timespec="seconds")
     ops = [models.SetPayloadOperation(set_payload=models.SetPayload(
         payload={"quarantined": True, "audit": {"score": r["score"], "kocc": r["kocc"], "rank": r["rank"],
@@ -176,6 +187,13 @@ def _mark_logic(core: Core, collection: str, rep: AuditReport) -> Logic:
     except Exception as exc:  # the engine refused the write (e.g. a server whose storage is locked)
         raise InputError(f"collection {collection!r} refused the quarantine write ({type(exc).__name__}: {exc}); "
                          "nothing was marked. Run the audit without quarantine=True, or on writable storage.") from exc
+    try:
+        with warnings.catch_warnings():  # local mode warns that payload indexes have no effect there
+            warnings.simplefilter("ignore")
+            yield Call("create_payload_index", dict(collection_name=collection, field_name=f"{key}.quarantined",
+                                                    field_schema=models.PayloadSchemaType.BOOL, wait=True))
+    except Exception as exc:  # an engine without payload indexes: the filter still works, by a scan
+        logger.info("no payload index on %s.quarantined in %r (%s); the quarantine filter scans", key, collection, exc)
     core.quarantine.learned(collection, True)
     return len(ops)
 

@@ -13,7 +13,7 @@ from qdrant_client import models
 from ._io import Call, Logic
 from .planning import Spec
 
-__all__ = ["MARK_FIELDS", "QUARANTINE_MODES", "Quarantine", "kept", "ours"]
+__all__ = ["MARK_FIELDS", "QUARANTINE_MODES", "Quarantine", "kept", "marked_logic", "ours"]
 
 #: what the wrappers do with quarantined points
 QUARANTINE_MODES = ("exclude", "ignore")
@@ -27,6 +27,15 @@ def ours(value: Any) -> bool:
     return isinstance(value, dict) and ("fp" in value or "quarantined" in value)
 
 
+def marked_logic(key: str, collection: str, ids: Any) -> Logic:
+    """Logic: which of the points ``ids`` are quarantined (a set of the ids as Qdrant returns them)."""
+    ids = list(ids)
+    if not ids:
+        return set()
+    got = yield Call("retrieve", dict(collection_name=collection, ids=ids, with_payload=[key], with_vectors=False))
+    return {r.id for r in got if isinstance((r.payload or {}).get(key), dict) and r.payload[key].get("quarantined")}
+
+
 def kept(value: Any) -> dict[str, Any]:
     """The quarantine mark inside a reserved-key value, which a statistics write carries over."""
     return {f: value[f] for f in MARK_FIELDS if f in value} if isinstance(value, dict) else {}
@@ -37,8 +46,10 @@ class Quarantine:
 
     ``mode="exclude"`` adds ``must: is_empty({key}.quarantined)`` to every served
     request (and its prefetches) of a collection known to have quarantined points; a
-    collection is re-checked every ``check_s`` seconds (one ``scroll`` of limit 1), so a
-    quarantine set by another process (the CLI) is honoured within that time.
+    collection is re-checked every ``check_s`` seconds (one ``scroll`` of limit 1, by one
+    thread while the others go on with what is known), so a quarantine set by another process
+    (the CLI) is honoured within that time. Without a payload index on the mark (the audit
+    creates one where the engine has them) that scroll is a scan of the payloads.
     """
 
     #: seconds between two checks of a collection for quarantined points (class attribute; tests set 0)
@@ -74,7 +85,10 @@ class Quarantine:
             return specs
         with self._lock:
             known = self._known.get(collection)
-        if known is None or time.monotonic() - known[1] >= self.check_s:
+            check = known is None or time.monotonic() - known[1] >= self.check_s
+            if check and known is not None:  # one thread re-checks; the others go on with what is known
+                self._known[collection] = (known[0], time.monotonic())
+        if check:
             if not (yield Call("collection_exists", dict(collection_name=collection))):
                 return specs  # the query itself says so, in its own words
             recs, _ = yield Call("scroll", dict(collection_name=collection, scroll_filter=self.marked(self.key),
@@ -101,4 +115,6 @@ def _prefetch(pf: Any, cond: models.IsEmptyCondition) -> Any:
         return None
     if isinstance(pf, list):
         return [_prefetch(p, cond) for p in pf]
+    if isinstance(pf, dict):
+        pf = models.Prefetch.model_validate(pf)
     return pf.model_copy(update=dict(filter=_without(pf.filter, cond), prefetch=_prefetch(pf.prefetch, cond)))

@@ -85,8 +85,7 @@ def precompute_logic(
     fp = nz.fingerprint
     name = None
     if index:
-        name = yield from check_index_logic(core, collection, info, nz)
-        yield from create_logic(collection, info, name, core.names(collection))
+        name = yield from check_index_logic(core, collection, info, nz)  # refused before anything is written
     sets = None
     if nz.params.gated:
         sets = yield from core.activation_logic(collection, info, nz, refresh=force)
@@ -106,6 +105,9 @@ def precompute_logic(
         bar.close()
     core.mark_payload_ready((collection, info.using, fp))
     if name is not None:
+        # the vector's name is added only now: once it exists, mode="auto" searches it, so a run that
+        # failed before this point must not leave an empty one behind
+        yield from create_logic(collection, info, name, core.names(collection))
         rep.index_name = name
         rep.index_written, rep.index_skipped = yield from write_index_logic(
             core, collection, info, nz, name, page_size=page_size, progress=progress)

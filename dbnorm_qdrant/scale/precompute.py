@@ -182,9 +182,8 @@ def ray_precompute_logic(core: Any, collection: str, ray: Any, *, workers: int, 
     nz = core.normalizer(collection, info, Overrides(params=params))
     fp = nz.fingerprint
     name = None
-    if index:  # checked (and the vector's name added) before any task runs, as the local precompute does
-        name = yield from check_index_logic(core, collection, info, nz)
-        yield from create_logic(collection, info, name, core.names(collection))
+    if index:  # checked before any task runs, as the local precompute does
+        name = yield from check_index_logic(core, collection, info, nz)  # refused before anything is written
     sets = (yield from core.activation_logic(collection, info, nz, refresh=force)) if nz.params.gated else None
     total = (yield Call("count", dict(collection_name=collection, exact=True))).count
     rep = RayPrecomputeReport(fp, workers=workers, fetch="workers" if conn is not None else "driver")
@@ -225,6 +224,9 @@ def ray_precompute_logic(core: Any, collection: str, ray: Any, *, workers: int, 
                     "reranked on the client); run the precompute again: it computes only them.",
                     rep.added_during_run, collection)
     if name is not None:  # the index vector: written by the driver, as the local precompute writes it
+        # the vector's name is added only now: once it exists, mode="auto" searches it, so a run that
+        # failed before this point must not leave an empty one behind
+        yield from create_logic(collection, info, name, core.names(collection))
         rep.index_name = name
         rep.index_written, rep.index_skipped = yield from write_index_logic(
             core, collection, info, nz, name, page_size=chunk_size, progress=progress)

@@ -22,7 +22,7 @@ from qdrant_client import QdrantClient, models  # noqa: E402
 from dbnorm_qdrant import InputError  # noqa: E402
 from dbnorm_qdrant.core.methods import Params  # noqa: E402
 
-from wordnet_data import MIN_GAIN, N, NQ, PARAMS, core_top1, r_at_1  # noqa: E402
+from wordnet_data import MIN_GAIN, N, NQ, PARAMS, core_top1, point_uuid, r_at_1  # noqa: E402
 
 
 class StoredEmbeddings(Embeddings):
@@ -152,3 +152,24 @@ def test_wrong_argument_types_are_input_errors(store, banks):
         DBNormRetriever.from_vector_store(store, banks=banks, params="dualis")
     with pytest.raises(InputError, match=r"params: unknown field\(s\) \['methd'\]"):
         DBNormRetriever.from_vector_store(store, banks=banks, params={"methd": "is"})
+
+
+def test_rerank_leaves_out_a_document_an_audit_quarantined(store, retriever, wn, monkeypatch):
+    """A plain QdrantVectorStore retriever still returns a quarantined point; the adapter's rerank
+    drops it (the wrapper does not serve it) instead of calling it foreign, sync and async."""
+    from dbnorm_qdrant.qdrant.quarantine import Quarantine
+
+    monkeypatch.setattr(Quarantine, "check_s", 0.0)
+    q = wn["q_text"][0]
+    docs = store.similarity_search(q, k=5)
+    marked = docs[1].metadata["_id"]
+    store.client.set_payload("lc", payload={"quarantined": True}, points=[marked], key="_dbnorm")
+    try:
+        for out in (retriever.rerank(docs, q), asyncio.run(retriever.arerank(docs, q))):
+            assert len(out) == 4 and marked not in {d.metadata["_id"] for d in out}
+        foreign = docs[0].model_copy(update={"metadata": {**docs[0].metadata, "_id": point_uuid(10**6)}})
+        with pytest.raises(InputError, match="not points of collection"):
+            retriever.rerank([*docs, foreign], q)
+    finally:
+        store.client.delete_payload("lc", keys=["_dbnorm.quarantined"], points=[marked])
+

@@ -171,3 +171,21 @@ def test_wrong_argument_types_are_input_errors(index, banks):
             cls(index, banks=banks, params=3)
         with pytest.raises(InputError, match=r"params: unknown field\(s\) \['methd'\]"):
             cls(index, banks=banks, params={"methd": "is"})
+
+
+def test_postprocessor_leaves_out_a_node_an_audit_quarantined(index, banks, wn, monkeypatch):
+    """The plain retriever still returns a quarantined point; the postprocessor drops it instead
+    of calling it foreign."""
+    from dbnorm_qdrant.qdrant.quarantine import Quarantine
+
+    monkeypatch.setattr(Quarantine, "check_s", 0.0)
+    client = index.vector_store.client
+    bundle = QueryBundle(wn["q_text"][0])
+    nodes = index.as_retriever(similarity_top_k=5).retrieve(bundle)
+    marked = nodes[1].node.node_id
+    client.set_payload("li", payload={"quarantined": True}, points=[marked], key="_dbnorm")
+    try:
+        out = DBNormPostprocessor(index, banks=banks, params=PARAMS).postprocess_nodes(nodes, bundle)
+        assert len(out) == 4 and marked not in {n.node.node_id for n in out}
+    finally:
+        client.delete_payload("li", keys=["_dbnorm.quarantined"], points=[marked])

@@ -257,3 +257,47 @@ def test_the_async_wrapper_audits_and_quarantines(nz, poisoned):
 
     rep, got, n = asyncio.run(go())
     assert set(rep.flagged) == planted and not planted & got and n == N_HUBS
+
+
+def test_a_query_bank_drawn_from_the_collection_counts_the_same_before_and_after_precompute(qclient, cname, sample):
+    """Bank queries that are points of the collection (query_bank_keys) never retrieve themselves:
+    on computed statistics and on stored ones alike."""
+    G = sample["G"][:600]
+    _fill(qclient, cname, G)
+    try:
+        nz = BankNormalizer(G[:300], sample["GB"][:300], method="dualis", query_bank_keys=np.arange(300))
+        db = DBNormClient(qclient, nz)
+        first = db.audit(cname, budget=0.01, progress=False)
+        db.precompute(cname, progress=False)
+        again = db.audit(cname, budget=0.01, progress=False)
+        assert again.reused_stats == 600
+        np.testing.assert_array_equal(again.kocc, first.kocc)
+        assert again.flagged == first.flagged
+        brute = G[:300].astype(np.float64) @ G.T.astype(np.float64)
+        brute[np.arange(300), np.arange(300)] = -10.0  # the item itself (below any cosine)
+        order = np.argsort(first.ids)
+        np.testing.assert_array_equal(first.kocc[order], k_occurrence(brute, k=10))
+    finally:
+        qclient.delete_collection(cname)
+
+
+def test_quarantine_refuses_foreign_data_under_the_reserved_key(coll, nz, poisoned):
+    client, name = coll
+    X, planted = poisoned
+    victim = max(planted)
+    client.set_payload(name, payload={"_dbnorm": "the user's own text"}, points=[victim])
+    before = _payloads(client, name, len(X))
+    with pytest.raises(InputError, match="not dbnorm's; nothing was marked"):
+        DBNormClient(client, nz).audit(name, budget=0.005, progress=False, quarantine=True)
+    assert _payloads(client, name, len(X)) == before
+
+
+def test_a_prefetch_given_as_a_dict_is_guarded_too(coll, nz, poisoned):
+    client, name = coll
+    X, planted = poisoned
+    db = DBNormClient(client, nz)
+    db.audit(name, budget=0.005, progress=False, quarantine=True)
+    hub = X[max(planted)].tolist()
+    res = db.query_points(name, prefetch={"query": hub, "limit": 50}, query=models.FusionQuery(
+        fusion=models.Fusion.RRF), limit=20, rerank=False)
+    assert res.points and not planted & {p.id for p in res.points}

@@ -89,10 +89,13 @@ def test_retries_exhausted_raise_and_leave_the_payload_as_it_was(ray_cluster, da
     before = records(c, name)
     db = DBNormClient(c, new)
     with pytest.raises(RayRunError, match=r"chunk 1 .*nothing was written.*max_retries"):
-        precompute_ray(db, name, chunk_size=300, max_retries=1, progress=False,
+        precompute_ray(db, name, chunk_size=300, max_retries=1, progress=False, index=True,
                        _hook=_dies(str(tmp_path / "died"), always=True))
     assert records(c, name) == before  # every point still serves the old statistics
     assert not db.core.payload_ready((name, None, new.fingerprint))
+    # no empty index vector left behind for mode="auto" to search (its name is added after the statistics)
+    assert not isinstance(c.get_collection(name).config.params.vectors, dict)
+    assert len(DBNormClient(c, new).query_points(name, data["G"][0].tolist(), limit=5).points) == 5
 
 
 def test_an_unreachable_ray_address_is_a_clear_error(ray_cluster, data, make_collection):

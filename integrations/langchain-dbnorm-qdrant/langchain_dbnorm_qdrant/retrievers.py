@@ -352,9 +352,18 @@ class DBNormRetriever(BaseRetriever):
                                  "unsigned integer or a UUID).") from None
         return by_key
 
-    def _reranked(self, by_key: dict[int, Document], points: list[Any], payload_key: str) -> list[Document]:
+    @staticmethod
+    def _missing(by_key: dict[int, Document], points: list[Any]) -> list[Any]:
+        """The ids of the documents the rerank did not return."""
         found = {point_key(p.id) for p in points}
-        missing = [d.metadata["_id"] for k, d in by_key.items() if k not in found]
+        return [d.metadata["_id"] for k, d in by_key.items() if k not in found]
+
+    def _reranked(self, by_key: dict[int, Document], points: list[Any], payload_key: str,
+                  quarantined: set[Any] = frozenset()) -> list[Document]:
+        """The reranked documents; a document whose point an audit quarantined is left out
+        (the wrapper does not serve it); one that is no point of the collection is an error."""
+        gone = {point_key(i) for i in quarantined}
+        missing = [i for i in self._missing(by_key, points) if point_key(i) not in gone]
         if missing:
             raise InputError(f"{len(missing)} document(s) are not points of collection {self.collection_name!r} "
                              f"(e.g. {missing[:3]}); rerank only documents retrieved from this collection.")
@@ -378,7 +387,9 @@ class DBNormRetriever(BaseRetriever):
             return []
         ids = [d.metadata["_id"] for d in by_key.values()]
         res = self._db.query_points(self.collection_name, **self._request(*self._vectors(query), kwargs, ids))
-        return self._reranked(by_key, res.points, self._db.payload_key)
+        missing = self._missing(by_key, res.points)
+        skip = self._db.quarantined(self.collection_name, missing) if missing else set()
+        return self._reranked(by_key, res.points, self._db.payload_key, skip)
 
     async def arerank(self, documents: Sequence[Document], query: str, **kwargs: Any) -> list[Document]:
         """:meth:`rerank` on the async client (else the sync one, off the event loop)."""
@@ -390,4 +401,6 @@ class DBNormRetriever(BaseRetriever):
         ids = [d.metadata["_id"] for d in by_key.values()]
         res = await self._adb.query_points(self.collection_name, **self._request(*await self._avectors(query),
                                                                                 kwargs, ids))
-        return self._reranked(by_key, res.points, self._adb.payload_key)
+        missing = self._missing(by_key, res.points)
+        skip = await self._adb.quarantined(self.collection_name, missing) if missing else set()
+        return self._reranked(by_key, res.points, self._adb.payload_key, skip)
