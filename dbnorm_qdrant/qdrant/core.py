@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from typing import Any, Sequence
 
@@ -63,6 +64,7 @@ class Core:
         #: collection -> vector name -> "dense" / "multi" / "sparse" (:meth:`kinds_logic`)
         self._kinds: dict[str, dict[str, str]] = {}
         self._stale_warned: set[StateKey] = set()
+        self._names_at: dict[str, float] = {}  # when each collection's vector names were read
 
     # ------------------------------------------------------------- configuration
     def configure(self, collection: str, config: CollectionConfig | None = None, **changes: Any) -> None:
@@ -136,6 +138,7 @@ class Core:
             self._payload_ready = {k for k in self._payload_ready if k[0] != collection}
             self._warm = {k: v for k, v in self._warm.items() if k[0] != collection}
             self._names.pop(collection, None)
+            self._names_at.pop(collection, None)
             self._kinds.pop(collection, None)
 
     # --------------------------------------------------------------- collections
@@ -179,8 +182,26 @@ class Core:
         banks = self._setting(collection, "banks")
         return None if banks is None else int(banks.dim)
 
+    #: seconds between two re-reads of a served collection's vector names on the query path, so an index
+    #: vector another process added (or dropped) is used (or left) within that time; class attribute
+    names_check_s: float = 30.0
+
+    def names_fresh_logic(self, collection: str) -> Logic:
+        """Logic: re-read the vector names of a collection read more than ``names_check_s`` ago
+        (one thread; the others go on with what was read). Nothing for one not read yet."""
+        with self._lock:
+            at = self._names_at.get(collection)
+            due = at is not None and time.monotonic() - at >= self.names_check_s
+            if due:
+                self._names_at[collection] = time.monotonic()
+        if due and (yield Call("collection_exists", dict(collection_name=collection))):
+            desc = yield Call("get_collection", dict(collection_name=collection))
+            with self._lock:
+                self.set_names(collection, desc)
+
     def set_names(self, collection: str, desc: Any) -> None:
         """Record a collection's dense vector names (from its ``get_collection`` description)."""
+        self._names_at[collection] = time.monotonic()
         vectors = desc.config.params.vectors
         if not isinstance(vectors, dict):
             vectors = {"": vectors} if vectors is not None else {}

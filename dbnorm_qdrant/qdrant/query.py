@@ -29,6 +29,7 @@ def query_logic(
             "query_batch_points", dict(collection_name=collection, requests=[s.to_request() for s in specs], **extra)
         )
         return res
+    yield from core.names_fresh_logic(collection)  # an index vector added or dropped by another process
     results: list[Any] = [None] * len(specs)
     plans, where = [], []
     for i, s in enumerate(specs):

@@ -261,6 +261,7 @@ def _describe(root: Node, path: str) -> dict[str, Any]:
 def explain_logic(core: Core, collection: str, spec: Spec, ov: Overrides) -> Logic:
     """Logic: how a request would run, without running it: ``{"path": "engine" | "client" |
     "as-is" | "single", "nodes": [{"at", "query", "using", "normalised", "mode", ...}]}``."""
+    yield from core.names_fresh_logic(collection)  # as a query would see the collection
     if not is_tree(spec):
         info = yield from core.info_logic(collection, spec.using)
         p = core.plan(collection, spec, info, ov)

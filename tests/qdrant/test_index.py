@@ -253,3 +253,29 @@ def test_dot_collection_needs_no_normalisation(data):
         r = w.query_points("d", data["Q"][i].tolist(), limit=10, with_raw_score=True)
         _same_ranking([p.id for p in r.points], [p.score for p in r.points], S[i])
         assert raw_score(r.points[0]) == pytest.approx(float(G[r.points[0].id] @ data["Q"][i]), rel=1e-5)
+
+
+def test_auto_picks_up_an_index_vector_another_wrapper_wrote(qclient, data, cname, monkeypatch):
+    """A serving wrapper re-reads the collection's vector names every Core.names_check_s: an index
+    vector another process adds (or drops) is used (or left) without a restart."""
+    from dbnorm_qdrant.qdrant.core import Core
+
+    G = data["G"][:300]
+    qclient.create_collection(cname, vectors_config=models.VectorParams(size=G.shape[1],
+                                                                       distance=models.Distance.COSINE))
+    qclient.upload_collection(cname, vectors=G, ids=list(range(len(G))), wait=True)
+    try:
+        serving = DBNormClient(qclient, banks=data["banks"], params={"method": "dualis"})
+        q = G[0].tolist()
+        assert serving.explain(cname, q)["nodes"][0]["mode"] != "index"
+        admin = DBNormClient(qclient, banks=data["banks"], params={"method": "dualis"})  # "another process"
+        admin.precompute(cname, index=True, progress=False)
+        assert serving.explain(cname, q)["nodes"][0]["mode"] != "index"  # within names_check_s: as read
+        monkeypatch.setattr(Core, "names_check_s", 0.0)
+        assert serving.explain(cname, q)["nodes"][0]["mode"] == "index"
+        before = [p.id for p in serving.query_points(cname, q, limit=5).points]
+        admin.drop_index(cname)
+        assert serving.explain(cname, q)["nodes"][0]["mode"] != "index"
+        assert [p.id for p in serving.query_points(cname, q, limit=5).points] == before
+    finally:
+        qclient.delete_collection(cname)
