@@ -55,7 +55,7 @@ from scipy.special import expit
 
 from ..errors import InputError
 from ..validation import check_int, check_k, check_number, check_vectors
-from .metrics import topk_indices
+from .metrics import k_occurrence, topk_indices
 
 __all__ = ["KINDS", "coverage_objective", "hit_objective", "hub_share", "mixed_hubs", "plant_hubs"]
 
@@ -98,7 +98,7 @@ def _kth_and_kocc(Q: np.ndarray, G: np.ndarray, k: int) -> tuple[np.ndarray, np.
         S = Q[i:i + step] @ G.T
         top = topk_indices(S, k)
         kth[i:i + step] = np.take_along_axis(S, top[:, -1:], axis=1)[:, 0]
-        kocc += np.bincount(top.ravel(), minlength=len(G))
+        kocc += k_occurrence(topk=top, n_gallery=len(G))
     return kth, kocc
 
 
