@@ -32,6 +32,7 @@ from scipy.stats import median_abs_deviation
 from ..errors import InputError
 from ..validation import check_int, check_number
 from ..kernels.base import Request
+from .index import index_rows
 from .normalizer import BankNormalizer
 from .scoring import bias as method_bias
 from .stats import GalleryStats
@@ -112,10 +113,6 @@ class RowTopK:
         included (:meth:`hits`; int64)."""
         return np.bincount(self.idx[self.hits(self.k if k is None else k, tol)], minlength=n).astype(np.int64)
 
-    def rows_of(self, item: int, k: int | None = None) -> np.ndarray:
-        """The rows whose ``k`` best (ties included) hold ``item``."""
-        return np.flatnonzero(((self.idx == item) & self.hits(self.k if k is None else k)).any(axis=1))
-
 
 @dataclass
 class HubSignals:
@@ -155,6 +152,8 @@ class HubAudit:
         self.block, self.chunk = block, chunk  # items per kernel call (buffered), bank rows per gather
         self._buf: list[tuple[np.ndarray, GalleryStats | None, np.ndarray | None]] = []
         self._nbuf = 0
+        self._ext_bank: np.ndarray | None = None  # the bank's index-form rows [b, 1], built once
+        self._hits: np.ndarray | None = None  # the raw top-k lists' hits (ties included), for spread()
 
     def add(self, G: np.ndarray, stats: GalleryStats | None = None, keys: np.ndarray | None = None) -> None:
         """One page of items: ``(p, d)`` vectors, their statistics (or None: computed here), and their
@@ -197,9 +196,10 @@ class HubAudit:
         self._merge(self.raw, self.bank, G, keys, idx)
         if self.norm is not None:
             if plain:  # s - bias(g) = <[q, 1], [g, -bias(g)]>: the same kernel on the index form (core/index.py)
-                ext_b = np.hstack([self.bank, np.ones((self.bank.shape[0], 1), np.float32)])
-                ext_g = np.hstack([G, -b[:, None].astype(np.float32)])
-                self._merge(self.norm, ext_b, ext_g, keys, None, dot=True)
+                if self._ext_bank is None:
+                    self._ext_bank = np.hstack([self.bank, np.ones((self.bank.shape[0], 1), np.float32)])
+                self._merge(self.norm, self._ext_bank, index_rows(G, stats, nz.params, unit=False), keys, None,
+                            dot=True)
             else:  # centering or Euclid: the normalised scores row chunk by row chunk
                 c = min(self.keep, G.shape[0])
                 for r0 in range(0, self.bank.shape[0], self.chunk):
@@ -239,6 +239,7 @@ class HubAudit:
         if self.n == 0:
             raise InputError("the audit saw no items: the collection is empty (or none of its points has the "
                              "audited vector); upsert points first.")
+        self._hits = None  # spread() reads the lists as they are now
         kocc = self.raw.counts(self.n, self.k)
         bias = np.concatenate(self._bias)
         return HubSignals(score=robust_z(np.log1p(kocc)), kocc=kocc,
@@ -246,8 +247,11 @@ class HubAudit:
                           bias=bias, bias_z=robust_z(bias))
 
     def spread(self, item: int) -> float:
-        """``1 - |mean|`` of the unit bank queries whose top-k holds ``item`` (NaN when none does)."""
-        rows = self.raw.rows_of(item, self.k)
+        """``1 - |mean|`` of the unit bank queries whose top-k holds ``item`` (NaN when none does;
+        after :meth:`finish`)."""
+        if self._hits is None:  # once for every flagged item
+            self._hits = self.raw.hits(self.k)
+        rows = np.flatnonzero(((self.raw.idx == item) & self._hits).any(axis=1))
         if rows.size == 0:
             return float("nan")
         B = self.bank[rows].astype(np.float64)

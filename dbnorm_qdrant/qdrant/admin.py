@@ -7,6 +7,7 @@ generators (:mod:`._io`): :class:`SyncAdmin` for :class:`~.client.DBNormClient`,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ class _Admin:
     core: Core
     client: Any
     payload_key: str
+    _prepare: Callable[..., Logic]  # the wrappers' (client.py): a logged collection made current
 
     def _drop(self, collection: str, using: str | None, params: Any, every: bool) -> Logic:
         if every:
@@ -56,9 +58,7 @@ class _Admin:
         if kw.get("quarantine") and (why := storage_problem(self.client)) is not None:
             raise InputError(f"cannot quarantine points of collection {collection!r}: {why}; nothing was changed. "
                              "Run the audit without quarantine=True, or open the storage writable.")
-        prep = getattr(self, "_prepare", None)  # a logged collection: make its banks current first
-        if prep is not None:
-            yield from prep(collection, Overrides(), [kw.get("using")])
+        yield from self._prepare(collection, Overrides(), [kw.get("using")])  # a logged collection's banks, current
         return (yield from audit_logic(self.core, collection, budget=budget, **kw))
 
 
