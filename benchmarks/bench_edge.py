@@ -136,7 +136,7 @@ def bench_edge(G, Q, banks: BankSet, nq: int, reps: int, label: str, optimize: b
         es = DBNormEdgeShard(shard, banks=banks, params=PARAMS, config=cfg, using="v")
         es.precompute(progress=False)  # statistics in the payload (server) and in the cache (client)
         timed = _TimedShard(shard)
-        es.client._colls[es.collection].shard = timed
+        es.client._colls[es.collection].shard = es.shard = timed  # the whole way and the lane
         rows = []
         for N in NS:
             plain = [qe.QueryRequest(limit=N, query=qe.Query.Nearest(q.tolist(), using="v"), with_payload=False)

@@ -28,7 +28,7 @@ from ..errors import InputError
 
 __all__ = ["to_filter", "to_payload_selector", "to_search_params", "to_query", "to_expression", "to_formula",
            "to_point", "to_vector", "scored_point", "record", "query_request", "query_response", "parse_floats", "point_id", "from_filter", "from_search_params",
-           "nearest_of", "DISTANCE", "to_sparse_params", "sparse_params_of"]
+           "nearest_of", "nearest_text", "DISTANCE", "to_sparse_params", "sparse_params_of"]
 
 #: qdrant-client distance name -> edge Distance
 DISTANCE = {"Cosine": qe.Distance.Cosine, "Euclid": qe.Distance.Euclid, "Dot": qe.Distance.Dot,
@@ -435,6 +435,17 @@ def nearest_of(query: Any) -> tuple[np.ndarray, str | None] | None:
         if not v or isinstance(v[0], list) or type(v).__name__ == "SparseVector":
             return None
         return np.asarray(v, dtype=np.float32), query.using
+    got = nearest_text(query)
+    if got is None:
+        return None
+    text, end, name = got
+    return parse_floats(text[len(_NEAREST_HEAD):end]), name
+
+
+def nearest_text(query: Any) -> tuple[str, int, str | None] | None:
+    """``(text, end, using)`` of an edge ``Query.Nearest`` with one dense vector read back
+    from a request: its text form, where the vector's numbers end in it (they start at
+    ``len("Query.Nearest(query=[")``) and its vector name; ``None`` for any other query."""
     text = repr(query)
     if not text.startswith(_NEAREST_HEAD) or not text.endswith(")"):
         return None
@@ -445,8 +456,7 @@ def nearest_of(query: Any) -> tuple[np.ndarray, str | None] | None:
     using = text[end + 9:-1]
     if _USING.fullmatch(using) is None:
         return None
-    name = None if using == "None" else using[1:-1].encode().decode("unicode_escape")
-    return parse_floats(text[h:end]), name
+    return text, end, None if using == "None" else using[1:-1].encode().decode("unicode_escape")
 
 
 # ------------------------------------------------------------------ results

@@ -15,16 +15,19 @@ prefetch and a formula inside the engine; ``mode="index"``: one engine query on 
 vector that ``precompute(index=True)`` adds, docs/index.md; ``"auto"``: the index when it
 is current, else the server path once :meth:`precompute` has stored current statistics).
 
+A plain single request (a dense ``Query.Nearest`` of an additive method, no prefetch,
+payload selector or returned vectors) that the core would send down the client path with
+a warm cache or down the server path runs on the engine's own objects instead
+(:mod:`.fast`: same decisions, same answer, about half the layer's cost).
+
 The engine's ``ScoredPoint`` cannot be built (nor changed) from Python, so the results are
-:class:`ScoredPoint` objects of this module with the same attributes. Everything else
+:class:`~.points.ScoredPoint` objects with the same attributes. Everything else
 (``count``, ``scroll``, ``update``, ``close``, ...) passes through to the shard.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import qdrant_edge as qe
@@ -40,6 +43,8 @@ from ..qdrant.sources import iter_pages
 from ..qdrant.store import PrecomputeReport
 from . import _convert as cv
 from .client import EdgeClient, engine_errors
+from .fast import FastLane
+from .points import ScoredPoint, edge_id
 
 __all__ = ["DBNormEdgeShard", "ScoredPoint"]
 
@@ -47,22 +52,6 @@ if TYPE_CHECKING:  # static type checkers see the shard's API on the wrapper
     _ShardAPI = qe.EdgeShard
 else:  # at run time it is forwarded by __getattr__
     _ShardAPI = object
-
-
-@dataclass(slots=True)
-class ScoredPoint:
-    """A reranked point: the attributes of the engine's ``ScoredPoint``; ``score`` is the normalised score."""
-
-    id: Any
-    version: int
-    score: float
-    vector: Any = None
-    payload: dict[str, Any] | None = None
-    order_value: Any = None
-
-
-def _edge_id(pid: Any) -> Any:
-    return uuid.UUID(pid) if isinstance(pid, str) else pid
 
 
 class DBNormEdgeShard(_ShardAPI):
@@ -111,6 +100,8 @@ class DBNormEdgeShard(_ShardAPI):
             shard.info()  # a closed shard fails here
         if normalizer is not None or options.get("banks") is not None:
             core.normalizer(self.collection, info)  # banks of another dimension fail here
+        #: the engine-native lane for plain requests (:mod:`.fast`); ``fast.served`` counts them
+        self.fast = FastLane(self)
 
     @property
     def payload_key(self) -> str:
@@ -157,9 +148,9 @@ class DBNormEdgeShard(_ShardAPI):
         payloads: dict[Any, Any] = {}
         if hidden is not None and pts:  # the selector's keys are not readable: the engine applies it
             with engine_errors("retrieving the payloads"):
-                recs = self.shard.retrieve([_edge_id(p.id) for p in pts], hidden, False)
+                recs = self.shard.retrieve([edge_id(p.id) for p in pts], hidden, False)
             payloads = {cv.point_id(r.id): r.payload for r in recs}
-        return [ScoredPoint(_edge_id(p.id), p.version, p.score, p.vector,
+        return [ScoredPoint(edge_id(p.id), p.version, p.score, p.vector,
                             payloads.get(p.id) if hidden is not None else p.payload, p.order_value) for p in pts]
 
     def query(self, request: Any, **overrides: Any) -> list[Any]:
@@ -169,6 +160,9 @@ class DBNormEdgeShard(_ShardAPI):
         if overrides.get("rerank") is False:
             with engine_errors("a query"):
                 return self.shard.query(request)
+        out = self.fast.query(request, overrides)  # the common request, on the engine's own objects
+        if out is not None:
+            return out
         req, hidden = self._layer_request(request)
         res = self.db.query_batch_points(self.collection, [req], **overrides)[0]
         return self._points(res, hidden)

@@ -190,14 +190,22 @@ class Core:
         """Logic: re-read the vector names of a collection read more than ``names_check_s`` ago
         (one thread; the others go on with what was read). Nothing for one not read yet."""
         with self._lock:
-            at = self._names_at.get(collection)
-            due = at is not None and time.monotonic() - at >= self.names_check_s
+            due = self.names_due(collection)
             if due:
                 self._names_at[collection] = time.monotonic()
         if due and (yield Call("collection_exists", dict(collection_name=collection))):
             desc = yield Call("get_collection", dict(collection_name=collection))
             with self._lock:
                 self.set_names(collection, desc)
+
+    def names_due(self, collection: str) -> bool:
+        """Whether :meth:`names_fresh_logic` would re-read the collection's vector names now."""
+        at = self._names_at.get(collection)
+        return at is not None and time.monotonic() - at >= self.names_check_s
+
+    def known_info(self, collection: str, using: str | None) -> VectorInfo | None:
+        """The :class:`VectorInfo` :meth:`info_logic` has kept for ``(collection, using)``, if any."""
+        return self._info.get((collection, using))
 
     def set_names(self, collection: str, desc: Any) -> None:
         """Record a collection's dense vector names (from its ``get_collection`` description)."""
@@ -317,22 +325,32 @@ class Core:
         if nz.params.center and q is None:
             raise InputError("centering needs the query vector: query by vector, not by point id.")
         n = self.candidates(collection, spec.limit, spec.offset, ov)
-        mode = self.mode(collection, ov)
+        mode, pinned = self.route(collection, info, nz, ov, q is not None)
+        return Plan(spec, info, nz, q, n, mode, self.stat_fields(nz), raw_score=ov.with_raw_score, pinned=pinned)
+
+    def route(self, collection: str, info: VectorInfo, nz: BankNormalizer, ov: Overrides,
+              by_vector: bool = True) -> tuple[str, bool]:
+        """``(path, pinned)`` of a dense query: ``"client"``, ``"server"`` or ``"index"``, as the
+        per-call or configured mode and what is known of the collection decide (``auto``: the
+        index when it is current, else the server path once the payload holds current
+        statistics); ``pinned``: the client path was asked for, not chosen. ``by_vector``:
+        the query is a vector (not a point id)."""
+        asked = self.mode(collection, ov)
+        mode = asked
         if mode == "index":
-            self._check_index(collection, info, nz, q)
+            self._check_index(collection, info, nz, by_vector)
         elif nz.params.center:
             mode = "client"
         elif mode == "auto":
-            mode = self._auto_index(collection, info, nz, q)
+            mode = self._auto_index(collection, info, nz, by_vector)
             if mode is None:
                 mode = "server" if (collection, info.using, nz.fingerprint) in self._payload_ready else "client"
-        pinned = self.mode(collection, ov) == "client"
-        return Plan(spec, info, nz, q, n, mode, self.stat_fields(nz), raw_score=ov.with_raw_score, pinned=pinned)
+        return mode, asked == "client"
 
-    def _check_index(self, collection: str, info: VectorInfo, nz: BankNormalizer, q: Any) -> None:
+    def _check_index(self, collection: str, info: VectorInfo, nz: BankNormalizer, by_vector: bool) -> None:
         """``mode="index"``: refuse a query the index cannot answer, naming the fix."""
         index_form(nz.params, info.distance)
-        if q is None:
+        if not by_vector:
             raise InputError("mode='index' needs the query vector: query by vector, not by point id (or use "
                              "mode='client').")
         status, name = self.index_status(collection, info, nz)
@@ -345,10 +363,10 @@ class Core:
                 "--index`, or use mode='auto'."
             )
 
-    def _auto_index(self, collection: str, info: VectorInfo, nz: BankNormalizer, q: Any) -> str | None:
+    def _auto_index(self, collection: str, info: VectorInfo, nz: BankNormalizer, by_vector: bool) -> str | None:
         """``mode="auto"``: ``"index"`` when the collection has a current index vector, else
         ``None`` (a stale one is logged once, then the rerank paths serve the query)."""
-        if q is None or info.distance not in ("Cosine", "Dot"):
+        if not by_vector or info.distance not in ("Cosine", "Dot"):
             return None
         status, name = self.index_status(collection, info, nz)
         if status == "current":

@@ -79,6 +79,16 @@ class Quarantine:
         with self._lock:
             self._known.pop(collection, None)
 
+    def known(self, collection: str) -> bool | None:
+        """Whether ``collection`` has quarantined points to leave out, as known now without a
+        check (``False`` too with ``mode="ignore"``); ``None`` when :meth:`guard_logic` would check."""
+        if self.mode != "exclude":
+            return False
+        known = self._known.get(collection)
+        if known is None or time.monotonic() - known[1] >= self.check_s:
+            return None
+        return known[0]
+
     def guard_logic(self, collection: str, specs: list[Spec]) -> Logic:
         """Logic: ``specs`` with quarantined points filtered out (unchanged when there are none)."""
         if self.mode != "exclude":

@@ -20,7 +20,7 @@ from qdrant_client.http.models import QueryResponse
 from ..core.index import INDEX_PREFIX
 from .planning import Plan, Spec
 
-__all__ = ["raw_score", "build_result", "empty_result", "shape_points", "strip_index_vectors", "RAW_SCORE"]
+__all__ = ["raw_score", "build_result", "cut_at", "empty_result", "shape_points", "strip_index_vectors", "RAW_SCORE"]
 
 #: the field of ``payload[payload_key]`` that holds the raw score (``with_raw_score=True``)
 RAW_SCORE = "raw_score"
@@ -91,6 +91,16 @@ def empty_result() -> QueryResponse:
     return QueryResponse(points=[])
 
 
+def cut_at(order: list[int], scores: list[float], threshold: float | None) -> tuple[list[int], list[float]]:
+    """The ranking ``order`` / ``scores`` (best first) cut before the first normalised score
+    under ``threshold`` (Qdrant's ``score_threshold``, applied to the normalised scores)."""
+    if threshold is not None:
+        for i, v in enumerate(scores):
+            if v < threshold:
+                return order[:i], scores[:i]
+    return order, scores
+
+
 def build_result(
     p: Plan, pts: list[Any], order: list[int], scores: list[float], key: str, raws: Sequence[float] | None = None
 ) -> None:
@@ -99,12 +109,7 @@ def build_result(
     with ``pts``; default the candidates' Qdrant scores) go into the payload when the plan
     asks for them. (A new ``QueryResponse``: the candidate response is left to be freed
     with the client's call, as a plain query's is.)"""
-    thr = p.spec.score_threshold
-    if thr is not None:
-        for i, v in enumerate(scores):
-            if v < thr:
-                order, scores = order[:i], scores[:i]
-                break
+    order, scores = cut_at(order, scores, p.spec.score_threshold)
     out = [pts[j] for j in order]
     if p.raw_score:
         rs = [float(pt.score) for pt in out] if raws is None else [float(raws[j]) for j in order]
