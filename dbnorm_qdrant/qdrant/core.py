@@ -58,6 +58,8 @@ class Core:
         self._fields: dict[str, tuple[str, ...]] = {}
         self._act: dict[StateKey, tuple[frozenset[int], frozenset[int]]] = {}
         self._payload_ready: set[StateKey] = set()
+        #: stored statistics without the fingerprint-named bias field (written before it existed)
+        self._legacy: set[StateKey] = set()
         self._warm: dict[StateKey, bool] = {}
         #: collection -> its vector names and (size, distance), read with the collection's description
         self._names: dict[str, dict[str, tuple[int, str]]] = {}
@@ -121,6 +123,27 @@ class Core:
             else:
                 self._payload_ready.discard(sk)
 
+    def stored(self, sk: StateKey) -> None:
+        """A precompute has just written current statistics, with the bias field, for every point."""
+        with self._lock:
+            self._payload_ready.add(sk)
+            self._legacy.discard(sk)
+
+    def bias_stored(self, sk: StateKey) -> bool:
+        """Whether the stored statistics are taken to carry the bias field the cheaper server formula
+        reads (:func:`~.server_path.bias_field`): yes until a point shows otherwise (:meth:`mark_legacy`)."""
+        return sk not in self._legacy
+
+    def mark_legacy(self, sk: StateKey) -> None:
+        """Record that the stored statistics lack the bias field: the server formula reads the
+        statistics fields instead, until a precompute writes it (logged once)."""
+        with self._lock:
+            if sk in self._legacy:
+                return
+            self._legacy.add(sk)
+        logger.warning("the statistics stored in collection %r predate the bias field (%s): the server formula "
+                       "reads every statistic instead; run precompute again for the cheaper formula.", sk[0], sk[2])
+
     def is_warm(self, sk: StateKey) -> bool:
         """Whether the candidates of the last query were all cached (then vectors are not fetched)."""
         return self._warm.get(sk, False)
@@ -136,6 +159,7 @@ class Core:
             self._nz = {k: v for k, v in self._nz.items() if k[0] != collection}
             self._act = {k: v for k, v in self._act.items() if k[0] != collection}
             self._payload_ready = {k for k in self._payload_ready if k[0] != collection}
+            self._legacy = {k for k in self._legacy if k[0] != collection}
             self._warm = {k: v for k, v in self._warm.items() if k[0] != collection}
             self._names.pop(collection, None)
             self._names_at.pop(collection, None)

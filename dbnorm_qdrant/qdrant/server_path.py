@@ -31,7 +31,8 @@ from .results import build_result, empty_result
 if TYPE_CHECKING:
     from .core import Core
 
-__all__ = ["coefficients", "formula_query", "raw_similarity", "server_logic", "LINEAR_FIELDS"]
+__all__ = ["coefficients", "formula_query", "bias_field", "soundness", "raw_similarity", "server_logic",
+           "LINEAR_FIELDS"]
 
 #: statistics that enter a score linearly: all but the gates and the centering terms
 #: (derived, so a new additive statistic reaches the server formula by itself)
@@ -66,9 +67,19 @@ def coefficients(p: Params, a_q: bool = True, a_g: bool = True) -> tuple[float, 
     return c_s, coefs
 
 
+def bias_field(p: Params, fingerprint: str) -> str | None:
+    """The field, under the reserved key, that holds a point's bias ``sum c_f * stat_f`` under
+    one normaliser (an additive method without centering; ``None`` for the others). Named by
+    the fingerprint, so a value written for other banks or parameters is never read: the
+    formula reads this one field instead of the fingerprint and every statistic, which on
+    Qdrant's engine costs half as much over and above the prefetch (docs/edge.md)."""
+    return f"b_{fingerprint}" if p.additive and not p.center else None
+
+
 @lru_cache(maxsize=256)
 def formula_query(
-    p: Params, key: str, sign: float, a_q: bool = True, a_g: bool = True, *, fingerprint: str | None = None
+    p: Params, key: str, sign: float, a_q: bool = True, a_g: bool = True, *, fingerprint: str | None = None,
+    bias: bool = False,
 ) -> models.FormulaQuery:
     """The normalised score as a formula: ``c_s * sign * $score - sum c_f * $payload[key.f]``.
 
@@ -78,8 +89,17 @@ def formula_query(
     ``fingerprint``, a point whose stored statistics carry another fingerprint (left from
     other banks or parameters) gets ``+MISSING``, like a point without statistics: it
     rises to the top, where the client sees it and redoes the query on the client path.
+    With ``bias`` too (an additive method), the formula is ``c_s * sign * $score -
+    $payload[key.b_<fingerprint>]`` (:func:`bias_field`, ``+MISSING`` where it is absent).
     """
     c_s, coefs = coefficients(p, a_q, a_g)
+    field = bias_field(p, fingerprint) if bias and fingerprint is not None else None
+    if field is not None:
+        path = f"{key}.{field}"
+        return models.FormulaQuery(
+            formula=models.SumExpression(sum=[models.MultExpression(mult=[c_s * sign, "$score"]),
+                                              models.NegExpression(neg=path)]),
+            defaults={path: -MISSING})
     terms: list = [models.MultExpression(mult=[c_s * sign, "$score"])]
     if fingerprint is not None:
         current = models.FieldCondition(key=f"{key}.fp", match=models.MatchValue(value=fingerprint))
@@ -89,6 +109,16 @@ def formula_query(
         terms.append(models.MultExpression(mult=[-c, f"{key}.{f}"]))
         defaults[f"{key}.{f}"] = -MISSING if c > 0 else MISSING
     return models.FormulaQuery(formula=models.SumExpression(sum=terms), defaults=defaults)
+
+
+def soundness(rec: Any, p: Params, fingerprint: str, bias: bool) -> str:
+    """What a stored record (the reserved key's value of a point the formula returned) says:
+    ``"ok"`` (current statistics), ``"stale"`` (none, or another fingerprint's) or
+    ``"legacy"`` (current statistics without the bias field that ``bias`` formulas read)."""
+    if not (isinstance(rec, dict) and rec.get("fp") == fingerprint):
+        return "stale"
+    field = bias_field(p, fingerprint) if bias else None
+    return "legacy" if field is not None and field not in rec else "ok"
 
 
 def raw_similarity(score_value: float, rec: dict, p: Params, a_q: bool = True, a_g: bool = True) -> float:
@@ -106,12 +136,13 @@ def server_logic(core: Core, collection: str, plans: list[Plan], extra: dict[str
         return
     key = core.payload_key
     reqs = []
-    for i in todo:
+    bias = [core.bias_stored((collection, plans[i].info.using, plans[i].nz.fingerprint)) for i in todo]
+    for i, b in zip(todo, bias):
         p, s = plans[i], plans[i].spec
         reqs.append(
             dict(
                 prefetch=models.Prefetch(query=s.query, using=s.using, filter=s.filter, params=s.params, limit=p.n),
-                query=formula_query(p.nz.params, key, p.info.sign, *gates[i], fingerprint=p.nz.fingerprint),
+                query=formula_query(p.nz.params, key, p.info.sign, *gates[i], fingerprint=p.nz.fingerprint, bias=b),
                 # offset and threshold are applied here, after checking that every point
                 # up to offset + limit has current statistics (a stale or missing one is
                 # pushed to the very top by the formula, so it cannot hide behind the offset)
@@ -121,19 +152,24 @@ def server_logic(core: Core, collection: str, plans: list[Plan], extra: dict[str
             )
         )
     res = yield from core.batch_call(collection, reqs, extra)
-    for i, r in zip(todo, res):
+    for i, b, r in zip(todo, bias, res):
         p = plans[i]
         fp = p.nz.fingerprint
+        sk = (collection, p.info.using, fp)
         raws: list[float] | None = []
         for pt in r.points:
             pr = (pt.payload or {}).get(key)
-            if not (isinstance(pr, dict) and pr.get("fp") == fp):
-                raws = None  # a candidate without current statistics: redo on the client
+            state = soundness(pr, p.nz.params, fp, b)
+            if state != "ok":  # a candidate without current statistics (or bias field): redo on the client
+                raws = None
+                if state == "legacy":
+                    core.mark_legacy(sk)  # the next queries read the statistics fields
+                else:
+                    core.mark_payload_ready(sk, False)
                 break
             raws.append(p.info.sign * raw_similarity(pt.score, pr, p.nz.params, *gates[i]))
         if raws is None:
             p.mode = "client"
-            core.mark_payload_ready((collection, p.info.using, fp), False)
         else:  # the formula's score is the normalised score; offset and threshold now
             pts = r.points
             order = list(range(min(p.spec.offset or 0, len(pts)), len(pts)))

@@ -31,8 +31,10 @@ from ..core.stats import GalleryStats
 from ..errors import InputError
 from ._io import Call, Logic
 from .index_store import check_index_logic, create_logic, names_logic, write_index_logic
+from .cache import BIAS
 from .planning import Overrides
 from .quarantine import kept, ours
+from .server_path import bias_field
 from .sources import point_key, record_vector, scroll_pages, vector_selector
 
 if TYPE_CHECKING:
@@ -93,8 +95,10 @@ def precompute_logic(
     rep = PrecomputeReport(fp)
     bar = tqdm(total=total, desc=f"dbnorm stats {collection}", unit="pt", disable=not progress)
 
+    need = bias_field(nz.params, fp)
+
     def page(recs: list[Any]) -> Logic | None:
-        todo = select_todo(recs, key, fp, using, collection, force, rep)
+        todo = select_todo(recs, key, fp, using, collection, force, rep, need=need)
         bar.update(len(recs))
         return _write_page(core, collection, using, nz, todo, sets, rep) if todo else None
 
@@ -103,7 +107,7 @@ def precompute_logic(
                                 with_vectors=vector_selector(using))
     finally:
         bar.close()
-    core.mark_payload_ready((collection, info.using, fp))
+    core.stored((collection, info.using, fp))
     if name is not None:
         # the vector's name is added only now: once it exists, mode="auto" searches it, so a run that
         # failed before this point must not leave an empty one behind
@@ -116,11 +120,13 @@ def precompute_logic(
 
 
 def select_todo(recs: list[Any], key: str, fp: str, using: str | None, collection: str, force: bool,
-                rep: PrecomputeReport, *, vectors: bool = True) -> list[Any]:
+                rep: PrecomputeReport, *, vectors: bool = True, need: str | None = None) -> list[Any]:
     """The records of a scrolled page whose statistics must be (re)computed; counts the
-    skipped (current under ``fp``) and vector-less ones in ``rep`` (``vectors=False``: the page
-    was scrolled without vectors, which are then not checked here). Refuses a point whose
-    payload key holds something that is not dbnorm statistics (nothing is overwritten)."""
+    skipped (current under ``fp``, with the field ``need`` when given: the bias field of
+    :func:`~.server_path.bias_field`, absent from statistics stored before it existed) and
+    vector-less ones in ``rep`` (``vectors=False``: the page was scrolled without vectors,
+    which are then not checked here). Refuses a point whose payload key holds something that
+    is not dbnorm statistics (nothing is overwritten)."""
     todo = []
     for r in recs:
         cur = (r.payload or {}).get(key)
@@ -130,7 +136,7 @@ def select_todo(recs: list[Any], key: str, fp: str, using: str | None, collectio
                 f"{key!r} that is not dbnorm statistics; nothing was overwritten. Pick another key with "
                 "DBNormClient(..., payload_key='...')."
             )
-        if not force and isinstance(cur, dict) and cur.get("fp") == fp:
+        if not force and isinstance(cur, dict) and cur.get("fp") == fp and (need is None or need in cur):
             rep.skipped += 1
         elif vectors and record_vector(r, using) is None:  # no such vector (a sparse-only point of a hybrid collection)
             rep.without_vector += 1
@@ -169,16 +175,19 @@ def write_stats_logic(core: Core, collection: str, nz: BankNormalizer, ids: list
         got = yield Call("retrieve", dict(collection_name=collection, ids=list(ids), with_payload=[key],
                                           with_vectors=False))
         keep = {r.id: kept((r.payload or {}).get(key)) for r in got}
+    rows = core.put_stats(collection, nz, keys.tolist(), st)  # cached, with each point's bias
+    field = bias_field(nz.params, nz.fingerprint)
     ops = []
     for i, pid in enumerate(ids):
         rec = {**st.record(i), **keep.get(pid, {})}
+        if field is not None:
+            rec[field] = float(rows[i, BIAS])
         if sets is not None:
             rec["act_q"] = int(keys[i]) in sets[0]
             if _gates_gallery(nz.params):
                 rec["act_g"] = int(keys[i]) in sets[1]
         ops.append(models.SetPayloadOperation(set_payload=models.SetPayload(payload={key: rec}, points=[pid])))
     yield Call("batch_update_points", dict(collection_name=collection, update_operations=ops, wait=True))
-    core.put_stats(collection, nz, keys.tolist(), st)
     rep.written += len(ids)
 
 

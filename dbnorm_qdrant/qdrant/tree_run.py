@@ -20,7 +20,7 @@ from .core import Core
 from .paths import run_plans
 from .planning import Overrides, Plan, Spec
 from .results import empty_result, shape_points
-from .server_path import formula_query
+from .server_path import formula_query, soundness
 from .sources import record_vector
 from .tree_nodes import Node, and_filter
 
@@ -68,7 +68,7 @@ def _prefetch(**fields: Any) -> models.Prefetch:
     return _PREFETCH(**{k: v for k, v in fields.items() if v is not None})
 
 
-def _engine_node(core: Core, collection: str, n: Node, server: list[tuple[Plan, models.Prefetch]]) -> models.Prefetch:
+def _engine_node(core: Core, collection: str, n: Node, server: list[tuple[Plan, models.Prefetch, bool]]) -> models.Prefetch:
     kids = [_engine_node(core, collection, c, server) for c in n.children] or None
     p = n.plan
     common = dict(filter=n.own_filter(), params=n.params, limit=n.limit, score_threshold=n.score_threshold)
@@ -81,9 +81,10 @@ def _engine_node(core: Core, collection: str, n: Node, server: list[tuple[Plan, 
     inner_limit = p.n if kids is None else sum(c.limit or 10 for c in kids)
     inner = _prefetch(query=p.spec.query, using=p.info.using, prefetch=kids, filter=common.pop("filter"),
                       params=common.pop("params"), limit=inner_limit)
-    out = _prefetch(query=formula_query(p.nz.params, core.payload_key, p.info.sign, fingerprint=p.nz.fingerprint),
-                    prefetch=[inner], **common)
-    server.append((p, out))
+    bias = core.bias_stored((collection, p.info.using, p.nz.fingerprint))
+    out = _prefetch(query=formula_query(p.nz.params, core.payload_key, p.info.sign, fingerprint=p.nz.fingerprint,
+                                        bias=bias), prefetch=[inner], **common)
+    server.append((p, out, bias))
     return out
 
 
@@ -95,7 +96,7 @@ def run_engine(core: Core, collection: str, root: Node, spec: Spec, extra: dict[
     The formula lifts a candidate without current statistics to the top of its branch, so the
     probe's top point says whether the branch is sound, even when such a point does not reach
     the fused result (where it would still have displaced the others)."""
-    server: list[tuple[Plan, models.Prefetch]] = []
+    server: list[tuple[Plan, models.Prefetch, bool]] = []
     top = _engine_node(core, collection, root, server)
     key = core.payload_key
     g = top.__dict__.get  # (built without validation: unset fields are absent)
@@ -107,12 +108,18 @@ def run_engine(core: Core, collection: str, root: Node, spec: Spec, extra: dict[
         resp = yield Call("query_points", dict(collection_name=collection, **req, **extra))
         return shape_points(resp.points, spec, key)
     probes = [dict(query=pf.query, prefetch=pf.prefetch, limit=1, with_payload=[key], with_vectors=False,
-                   shard_key_selector=spec.shard_key) for _, pf in server]
+                   shard_key_selector=spec.shard_key) for _, pf, _ in server]
     res = yield from core.batch_call(collection, [req, *probes], extra)
-    for (p, _), r in zip(server, res[1:]):
-        rec = (r.points[0].payload or {}).get(key) if r.points else {"fp": p.nz.fingerprint}
-        if not (isinstance(rec, dict) and rec.get("fp") == p.nz.fingerprint):
-            core.mark_payload_ready((collection, p.info.using, p.nz.fingerprint), False)
+    for (p, _, bias), r in zip(server, res[1:]):
+        if not r.points:
+            continue
+        sk = (collection, p.info.using, p.nz.fingerprint)
+        state = soundness((r.points[0].payload or {}).get(key), p.nz.params, p.nz.fingerprint, bias)
+        if state != "ok":
+            if state == "legacy":
+                core.mark_legacy(sk)
+            else:
+                core.mark_payload_ready(sk, False)
             return None
     return shape_points(res[0].points, spec, key)
 

@@ -39,6 +39,7 @@ from ..qdrant._io import Call, Logic, drive
 from ..qdrant.index_store import check_index_logic, create_logic, names_logic, write_index_logic
 from ..qdrant.planning import Overrides
 from ..qdrant.sources import point_keys, record_vector, scroll_pages, vector_selector
+from ..qdrant.server_path import bias_field
 from ..qdrant.store import PrecomputeReport, page_stats, select_todo, write_stats_logic
 from ..validation import check_int
 from ._ray import peak_rss_mb, ray_session, require_ray, unwrap
@@ -191,8 +192,10 @@ def ray_precompute_logic(core: Any, collection: str, ray: Any, *, workers: int, 
         run = _Runner(ray, nz, workers=workers, max_retries=max_retries, hook=hook, rep=rep, bar=bar, conn=conn,
                       collection=collection, using=using)
 
+        need = bias_field(nz.params, fp)
+
         def page(recs: list[Any]) -> None:
-            todo = select_todo(recs, key, fp, using, collection, force, rep, vectors=conn is None)
+            todo = select_todo(recs, key, fp, using, collection, force, rep, vectors=conn is None, need=need)
             bar.update(len(recs) - len(todo))
             if todo:
                 run.submit(todo)
@@ -216,7 +219,7 @@ def ray_precompute_logic(core: Any, collection: str, ray: Any, *, workers: int, 
                 yield from write_stats_logic(core, collection, nz, ids[j : j + WRITE_BATCH], keys[sl], st.take(sl),
                                              sets, rep)
             wbar.update(len(ids))
-    core.mark_payload_ready((collection, info.using, fp))
+    core.stored((collection, info.using, fp))
     after = (yield Call("count", dict(collection_name=collection, exact=True))).count
     rep.added_during_run = max(0, after - total)
     if rep.added_during_run:

@@ -220,3 +220,39 @@ def test_uuid_ids(tmp_path, data):
         np.testing.assert_allclose([p.score for p in again], [p.score for p in first], rtol=1e-6)
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("mode", ["client", "server"])
+def test_search_is_query_by_vector(shard, data, mode):
+    es = _wrap(shard, data, mode=mode)
+    if mode == "server":
+        es.precompute(progress=False)
+    es.query(_req(data["Q"][0]), candidates=N_POINTS, mode="client")
+    es.query(_req(data["Q"][0]))
+    served = es.fast.served
+    for q in data["Q"]:
+        for kw in (dict(limit=5), dict(limit=7, offset=2, with_payload=True), dict(limit=5, filter=FILTER)):
+            got = es.search(q.astype(np.float64), **kw)  # any float array; the engine keeps float32
+            _same(got, es.query(_req(q, **kw)))
+    assert es.fast.served - served == 2 * 3 * len(data["Q"])  # both ways in the lane
+    raw = es.search(data["Q"][0], limit=3, rerank=False)
+    assert [p.id for p in raw] == [p.id for p in es.shard.query(_req(data["Q"][0], limit=3))]
+    got = es.search(data["Q"][0], limit=4, with_vector=True, mode="client")  # the whole way: vectors asked
+    assert all(len(p.vector["v"]) == DIM for p in got) and es.fast.served - served == 2 * 3 * len(data["Q"])
+
+
+def test_search_refuses_what_query_refuses(shard, data):
+    es = _wrap(shard, data, mode="client")
+    es.search(data["Q"][0], candidates=N_POINTS)
+    bad = data["Q"][1].copy()
+    bad[0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        es.search(bad)
+    with pytest.raises(InputError, match="zero"):
+        es.search(np.zeros(DIM))
+    with pytest.raises(InputError, match="dimension"):
+        es.search(data["Q"][1][:8])
+    with pytest.raises(InputError, match="cannot rerank"):
+        es.search(np.stack([data["Q"][1], data["Q"][2]]))  # a multivector
+    with pytest.raises(InputError, match="no dense vector 'w'"):
+        es.search(data["Q"][1], using="w")

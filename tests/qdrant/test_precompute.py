@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
-from dbnorm_qdrant.core.methods import Params
+from dbnorm_qdrant.core.methods import Params, bias
 from dbnorm_qdrant.errors import InputError as _IE
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient
 
@@ -95,4 +95,57 @@ def test_precompute_never_overwrites_foreign_data_under_its_key(qclient, small, 
     with pytest.raises(_IE, match="not dbnorm statistics; nothing was overwritten"):
         db.precompute(cname, progress=False)
     assert qclient.retrieve(cname, ids=[5], with_payload=True)[0].payload == {"i": 5, "_dbnorm": "user data"}
+    qclient.delete_collection(cname)
+
+
+def test_the_server_formula_reads_the_bias_field_and_older_statistics_still_serve(qclient, small, cname, caplog,
+                                                                                monkeypatch):
+    """An additive method stores its bias under a fingerprint-named field, and the server
+    formula reads that one field; statistics stored before the field existed are detected,
+    served with the formula over every statistic (logged once), and a precompute adds it."""
+    make_collection(qclient, cname, small["G"])
+    banks = BankSet(small["QB"], small["GB"])
+    db = DBNormClient(qclient, banks=banks, params={"method": "dualis"})
+    assert db.precompute(cname, progress=False).written == len(small["G"])
+    nz = banks.normalizer(Params(method="dualis"), unit=True)
+    field = f"b_{nz.fingerprint}"
+    recs = {r.id: r.payload["_dbnorm"] for r in qclient.scroll(cname, limit=1000, with_payload=True)[0]}
+    st = nz.gallery_stats(small["G"], activation=False)
+    np.testing.assert_allclose([recs[i][field] for i in range(len(small["G"]))], bias(st, nz.params), rtol=1e-6,
+                               atol=1e-9)
+    seen = []
+    real = qclient.query_points
+
+    def spy(*a, **kw):
+        seen.append(kw.get("query"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(qclient, "query_points", spy)
+    qs = small["Q"][:6]
+    want = [[p.id for p in db.query_points(cname, query=q, limit=5, candidates=400, mode="client").points] for q in qs]
+    seen.clear()
+    got = [[p.id for p in db.query_points(cname, query=q, limit=5, candidates=400, mode="server").points] for q in qs]
+    assert got == want
+    assert all(isinstance(f, models.FormulaQuery) and any(field in str(t) for t in f.formula.sum) for f in seen)
+    # statistics stored before the bias field: written again without it
+    for pid, rec in recs.items():
+        qclient.set_payload(cname, payload={"_dbnorm": {k: v for k, v in rec.items() if k != field}}, points=[pid],
+                            key=None, wait=True)
+    fresh = DBNormClient(qclient, banks=banks, params={"method": "dualis"})
+    fresh.query_points(cname, query=qs[0], limit=5, candidates=400, mode="client")  # notices the stored statistics
+    seen.clear()
+    with caplog.at_level("WARNING"):
+        got = [[p.id for p in fresh.query_points(cname, query=q, limit=5, candidates=400, mode="server").points]
+               for q in qs]
+    assert got == want
+    assert caplog.text.count("predate the bias field") == 1
+    formulas = [f for f in seen if isinstance(f, models.FormulaQuery)]
+    assert not any(field in str(f) for f in formulas[1:])  # after the first: the formula over every statistic
+    rep = fresh.precompute(cname, progress=False)
+    assert rep.written == len(small["G"]) and rep.skipped == 0  # the old records lack the field: rewritten
+    seen.clear()
+    got = [[p.id for p in fresh.query_points(cname, query=q, limit=5, candidates=400, mode="server").points]
+           for q in qs]
+    assert got == want and all(field in str(f) for f in seen if isinstance(f, models.FormulaQuery))
+    assert fresh.precompute(cname, progress=False).skipped == len(small["G"])
     qclient.delete_collection(cname)

@@ -156,7 +156,7 @@ def publish_logic(core: Core, lc: Lifecycle, banks: BankSet, params: Params, *, 
     lc.apply(core, v, manifest, banks, params)
     yield from names_logic(core, lc.collection)  # the live core sees the new index vector
     if live and pre is not None:
-        core.mark_payload_ready((lc.collection, info.using, fp))
+        core.stored((lc.collection, info.using, fp))
     removed = yield from _retire_logic(core, lc, versions, keep=name)
     return RebuildReport(lc.collection, v, previous, params.to_dict(), fp, manifest["query_bank"],
                          manifest["gallery_bank"], tuning, name, pre, removed)
