@@ -22,7 +22,10 @@ that rotates from query to query, ``--reps`` passes over ``--queries`` vectors:
 
 Figures: median and p95 in microseconds, and each as a ratio to the plain query of the
 same N. "engine" is the share of the reranked query's time spent inside the engine's
-calls (the rest: request translation, the layer's planning and rerank, results). The
+calls (the rest: request translation, the layer's planning and rerank, results).
+``--search-threads 1`` gives the shards one search thread (``EdgeConfig(max_search_threads=1)``)
+instead of the engine's default pool, which on a few cores is quicker for one query at a
+time, for the plain query and for the layer's Python after it. The
 same columns on qdrant-client's local mode at 5k (at 100k local mode takes ~0.2 s a
 query: left out).
 
@@ -75,8 +78,9 @@ def load(bank: int) -> dict:
     return {"name": "shipped sample", "Q": s.queries, "G": s.gallery, "QB": s.query_bank, "GB": s.gallery_bank}
 
 
-def make_shard(path: Path, G: np.ndarray, optimize: bool = False):
-    cfg = qe.EdgeConfig(vectors={"v": qe.EdgeVectorParams(size=G.shape[1], distance=qe.Distance.Cosine)})
+def make_shard(path: Path, G: np.ndarray, optimize: bool = False, threads: int | None = None):
+    cfg = qe.EdgeConfig(vectors={"v": qe.EdgeVectorParams(size=G.shape[1], distance=qe.Distance.Cosine)},
+                        max_search_threads=threads)
     shard = qe.EdgeShard.create(str(path), cfg)
     for i in range(0, len(G), 5000):
         shard.update(qe.UpdateOperation.upsert_points(
@@ -122,7 +126,7 @@ def _row(engine: str, points: int, N: int, times: dict, share: dict | None = Non
     med = {k: float(np.median(v)) * 1e6 for k, v in times.items()}
     p95 = {k: float(np.percentile(v, 95)) * 1e6 for k, v in times.items()}
     row = {"engine": engine, "points": points, "N": N, "plain_us": med["plain"], "plain_p95_us": p95["plain"]}
-    for k in ("client", "server"):
+    for k in [k for k in ("client", "server", "client_search", "server_search") if k in med]:
         row[f"{k}_us"], row[f"{k}_p95_us"] = med[k], p95[k]
         row[f"{k}_x"], row[f"{k}_p95_x"] = med[k] / med["plain"], p95[k] / p95["plain"]
         if share is not None:
@@ -130,9 +134,10 @@ def _row(engine: str, points: int, N: int, times: dict, share: dict | None = Non
     return row
 
 
-def bench_edge(G, Q, banks: BankSet, nq: int, reps: int, label: str, optimize: bool = False) -> list[dict]:
+def bench_edge(G, Q, banks: BankSet, nq: int, reps: int, label: str, optimize: bool = False,
+               threads: int | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as d:
-        shard, cfg = make_shard(Path(d) / "s", G, optimize)
+        shard, cfg = make_shard(Path(d) / "s", G, optimize, threads)
         es = DBNormEdgeShard(shard, banks=banks, params=PARAMS, config=cfg, using="v")
         es.precompute(progress=False)  # statistics in the payload (server) and in the cache (client)
         timed = _TimedShard(shard)
@@ -143,18 +148,21 @@ def bench_edge(G, Q, banks: BankSet, nq: int, reps: int, label: str, optimize: b
                      for q in Q[:nq]]
             rr = [qe.QueryRequest(limit=min(10, N), query=qe.Query.Nearest(q.tolist(), using="v"),
                                   with_payload=False) for q in Q[:nq]]
-            share = {}
-            for mode in ("client", "server"):  # warm-up, and the engine's share of the time
-                timed.t, t0 = 0.0, time.perf_counter()
-                for r in rr:
-                    es.query(r, candidates=N, mode=mode)
-                share[mode] = timed.t / (time.perf_counter() - t0)
-            times = _interleaved({
-                "plain": lambda i: shard.query(plain[i]),
+            qv = Q[:nq]
+            run = {
                 "client": lambda i: es.query(rr[i], candidates=N, mode="client"),
                 "server": lambda i: es.query(rr[i], candidates=N, mode="server"),
-            }, nq, reps)
-            rows.append(_row("edge", len(G), N, times, share))
+                "client_search": lambda i: es.search(qv[i], limit=min(10, N), candidates=N, mode="client"),
+                "server_search": lambda i: es.search(qv[i], limit=min(10, N), candidates=N, mode="server"),
+            }
+            share = {}
+            for k, f in run.items():  # warm-up, and the engine's share of the time
+                timed.t, t0 = 0.0, time.perf_counter()
+                for i in range(nq):
+                    f(i)
+                share[k] = timed.t / (time.perf_counter() - t0)
+            times = _interleaved({"plain": lambda i: shard.query(plain[i]), **run}, nq, reps)
+            rows.append(_row("edge", len(G), N, times, share) | {"search_threads": threads})
             print(f"  {label} N={N} done", file=sys.stderr, flush=True)
         shard.close()
     return rows
@@ -205,15 +213,22 @@ def quality(d: dict, nq: int | None) -> dict:
             "r1_edge": r1_edge, "gain_kept": gain, "server_top10_equals_client": same}
 
 
+COLUMNS = ("client_search", "server_search", "client", "server")
+
+
 def table(rows: list[dict]) -> str:
-    out = ["| engine | points | N | plain median us (p95) | client median x (p95 x) | server median x (p95 x) "
-           "| engine share client / server |", "|---|---:|---:|---:|---:|---:|---:|"]
+    """The latency rows as Markdown: per variant, the median in us and the median (p95) as a
+    ratio to the plain query's; the engine's share of each variant's time."""
+    out = ["| engine | points | N | plain median us (p95) | client `search` | server `search` | client `query` "
+           "| server `query` | engine share |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        share = (f"{r['client_engine_share']:.0%} / {r['server_engine_share']:.0%}"
-                 if "client_engine_share" in r else "")
-        out.append(f"| {r['engine']} | {r['points']:,} | {r['N']} | {r['plain_us']:.0f} ({r['plain_p95_us']:.0f}) "
-                   f"| {r['client_us']:.0f} us: {r['client_x']:.2f}x ({r['client_p95_x']:.2f}x) "
-                   f"| {r['server_us']:.0f} us: {r['server_x']:.2f}x ({r['server_p95_x']:.2f}x) | {share} |")
+        cells = [f"{r[k + '_us']:.0f} us: {r[k + '_x']:.2f}x ({r[k + '_p95_x']:.2f}x)" if k + "_us" in r else "-"
+                 for k in COLUMNS]
+        share = " / ".join(f"{r[k + '_engine_share']:.0%}" for k in COLUMNS if k + "_engine_share" in r)
+        eng = r["engine"] + (f" ({r['search_threads']} search thread{'s' * (r['search_threads'] > 1)})"
+                             if r.get("search_threads") else "")
+        out.append(f"| {eng} | {r['points']:,} | {r['N']} | {r['plain_us']:.0f} ({r['plain_p95_us']:.0f}) "
+                   f"| {' | '.join(cells)} | {share} |")
     return "\n".join(out)
 
 
@@ -228,6 +243,8 @@ def main(argv=None) -> int:
     ap.add_argument("--hnsw", action="store_true",
                     help="build the synthetic shard's HNSW index (optimize(); minutes on 2 cores) instead of the "
                          "full scan a freshly filled shard runs")
+    ap.add_argument("--search-threads", type=int, default=None,
+                    help="the shards' EdgeConfig(max_search_threads=...) (default: the engine's, from the CPU count)")
     ap.add_argument("--local-queries", type=int, default=60, help="query vectors per local-mode row (default 60)")
     ap.add_argument("--no-local", action="store_true", help="skip the local-mode rows")
     ap.add_argument("--quality-queries", type=int, default=None, help="queries for the quality figures (default all)")
@@ -238,7 +255,8 @@ def main(argv=None) -> int:
     print(f"machine: {res['machine']}\n")
     d = load(a.bank)
     banks = BankSet(d["QB"], d["GB"])
-    res["rows"] += bench_edge(d["G"], d["Q"], banks, a.queries, a.reps, f"edge {len(d['G'])}")
+    res["rows"] += bench_edge(d["G"], d["Q"], banks, a.queries, a.reps, f"edge {len(d['G'])}",
+                              threads=a.search_threads)
     if not a.no_local:
         res["rows"] += bench_local(d["G"], d["Q"], banks, a.local_queries, 2)
     if a.big:
@@ -247,7 +265,7 @@ def main(argv=None) -> int:
         Qs = (X[rng.choice(a.big, a.big_queries, replace=False)] + rng.normal(size=(a.big_queries, 384)) * 0.5)
         B = rng.normal(size=(4000, 384)).astype(np.float32)
         res["rows"] += bench_edge(X, Qs.astype(np.float32), BankSet(B[:2000], B[2000:]), a.big_queries, 2,
-                                  f"edge {a.big}", optimize=a.hnsw)
+                                  f"edge {a.big}", optimize=a.hnsw, threads=a.search_threads)
     print(f"Latency ({d['name']} and synthetic {a.big:,} x 384 ({'HNSW' if a.hnsw else 'full scan'}); dualis; "
           f"limit 10 from N candidates; {a.queries} queries x {a.reps} interleaved passes (synthetic "
           f"{a.big_queries} x 2, local {a.local_queries} x 2)):\n")

@@ -182,15 +182,20 @@ class DBNormEdgeShard(_ShardAPI):
         query on 5,000 points); here the vector is checked as given and the request built
         from it (docs/edge.md)."""
         name = using or self.using
-        v = np.asarray(vector, dtype=np.float32)
-        req = qe.QueryRequest(limit=limit, query=qe.Query.Nearest(v.tolist(), using=name), filter=filter,
-                              params=params, offset=offset, score_threshold=score_threshold,
-                              with_payload=with_payload, with_vector=with_vector)
+        v = vector.tolist() if isinstance(vector, np.ndarray) else list(vector)  # (the engine keeps float32)
+        try:
+            query = qe.Query.Nearest(v, using=name)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"search() takes one dense vector, a sequence of floats; got {str(vector)[:80]!r}. "
+                             "Pass the embedding as a list or a 1-d array.") from None
+        req = qe.QueryRequest(limit=limit, query=query, filter=filter, params=params, offset=offset,
+                              score_threshold=score_threshold, with_payload=with_payload, with_vector=with_vector)
         if overrides.get("rerank") is False:
             with engine_errors("a query"):
                 return self.shard.query(req)
-        # NaN, inf, all zeros, another shape: the whole way refuses them in its words
-        ok = v.ndim == 1 and bool(np.isfinite(v).all()) and bool(v.any())
+        # plain floats, finite (a NaN or inf makes the sum's difference NaN), not all zeros; anything
+        # else (another shape, NaN, inf, zeros) goes the whole way, which refuses it in its words
+        ok = bool(v) and type(v[0]) is float and _finite_nonzero(v)
         out = self.fast.query(req, overrides, built=(name,)) if ok else None
         return out if out is not None else self._whole_way(req, overrides)
 
@@ -272,3 +277,11 @@ class DBNormEdgeShard(_ShardAPI):
         """Remove the quarantine mark of ``ids`` (default: every quarantined point)."""
         return self.db.unquarantine(self.collection, ids)
 
+
+def _finite_nonzero(v: list[Any]) -> bool:
+    """A list of numbers, none NaN or infinite (either makes the sum's difference NaN), not all zeros."""
+    try:
+        t = sum(v)
+    except TypeError:  # not all numbers
+        return False
+    return t - t == 0.0 and any(v)

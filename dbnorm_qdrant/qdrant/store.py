@@ -30,8 +30,8 @@ from ..core.params import Params
 from ..core.stats import GalleryStats
 from ..errors import InputError
 from ._io import Call, Logic
-from .index_store import check_index_logic, create_logic, names_logic, write_index_logic
 from .cache import BIAS
+from .index_store import check_index_logic, create_logic, names_logic, write_index_logic
 from .planning import Overrides
 from .quarantine import kept, ours
 from .server_path import bias_field

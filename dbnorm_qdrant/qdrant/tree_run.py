@@ -68,7 +68,8 @@ def _prefetch(**fields: Any) -> models.Prefetch:
     return _PREFETCH(**{k: v for k, v in fields.items() if v is not None})
 
 
-def _engine_node(core: Core, collection: str, n: Node, server: list[tuple[Plan, models.Prefetch, bool]]) -> models.Prefetch:
+def _engine_node(core: Core, collection: str, n: Node,
+                 server: list[tuple[Plan, models.Prefetch, bool]]) -> models.Prefetch:
     kids = [_engine_node(core, collection, c, server) for c in n.children] or None
     p = n.plan
     common = dict(filter=n.own_filter(), params=n.params, limit=n.limit, score_threshold=n.score_threshold)

@@ -256,3 +256,9 @@ def test_search_refuses_what_query_refuses(shard, data):
         es.search(np.stack([data["Q"][1], data["Q"][2]]))  # a multivector
     with pytest.raises(InputError, match="no dense vector 'w'"):
         es.search(data["Q"][1], using="w")
+    with pytest.raises(InputError, match="a sequence of floats"):
+        es.search(["a"] * DIM)
+    bad = data["Q"][1].tolist()
+    bad[5] = None
+    with pytest.raises(InputError, match="sequence of floats|list of numbers"):
+        es.search(bad)

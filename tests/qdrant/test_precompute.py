@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from qdrant_client import models
+from qdrant_helpers import make_collection, top_order
 
 from dbnorm_qdrant.core.methods import Params, bias
 from dbnorm_qdrant.errors import InputError as _IE
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient
-
-from qdrant_helpers import make_collection, top_order
 
 
 def test_refresh_after_points_added_and_server_fallback(qclient, small, cname):
