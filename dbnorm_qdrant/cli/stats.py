@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 from . import common as c
 from . import options as o
+from ..qdrant.server_path import bias_field
 from .qdrant_io import Qdrant, open_qdrant
 
 _DOCS = {
@@ -94,18 +95,23 @@ def run_precompute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fingerprints(args: argparse.Namespace, q: Qdrant, total: int) -> Counter:
-    """How many points carry each stored fingerprint (``None``: no statistics)."""
+def _fingerprints(args: argparse.Namespace, q: Qdrant, total: int) -> tuple[Counter, Counter]:
+    """How many points carry each stored fingerprint (``None``: no statistics), and how many of
+    those also carry that fingerprint's bias field (``b_<fp>``, what the server formula reads)."""
     from ..qdrant.sources import iter_pages
 
     fps: Counter[str | None] = Counter()
+    biased: Counter[str] = Counter()
     with c.progress(args, total=total, desc=f"scanning {args.collection}", unit="pt") as bar:
         for recs in iter_pages(q.client, args.collection, with_payload=[args.payload_key]):
             for r in recs:
                 rec = (r.payload or {}).get(args.payload_key)
-                fps[rec.get("fp") if isinstance(rec, dict) else None] += 1
+                fp = rec.get("fp") if isinstance(rec, dict) else None
+                fps[fp] += 1
+                if fp is not None and f"b_{fp}" in rec:
+                    biased[fp] += 1
             bar.update(len(recs))
-    return fps
+    return fps, biased
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -119,7 +125,7 @@ def run_status(args: argparse.Namespace) -> int:
             _, nz = _db_for(args, q, bank_set, stored, paired)
             expected, params = nz.fingerprint, nz.params
         total = q.count(args.collection)
-        fps = _fingerprints(args, q, total)
+        fps, biased = _fingerprints(args, q, total)
         indexes = _index_vectors(q, args.collection)
     missing = fps.pop(None, 0)
     with_stats = sum(fps.values())
@@ -130,9 +136,11 @@ def run_status(args: argparse.Namespace) -> int:
     }
     if expected is not None:
         current = fps.get(expected, 0)
+        # statistics stored before the bias field existed: served, but the next precompute rewrites them
+        no_bias = current - biased.get(expected, 0) if bias_field(params, expected) is not None else 0
         out.update(fingerprint=expected, current=current, stale=with_stats - current,
                    coverage=(current / total) if total else 0.0, params=params.to_dict(),
-                   up_to_date=current == total)
+                   without_bias_field=no_bias, up_to_date=current == total and no_bias == 0)
         from ..core.index import index_name
 
         out["index_vector"] = index_name(expected, args.using)
@@ -152,6 +160,9 @@ def _print_status(args: argparse.Namespace, out: dict[str, Any], fps: Counter, e
     if expected is not None:
         print(f"  fingerprint of these banks + params: {expected} ({params.method})")
         print(f"  current: {out['current']} ({out['coverage']:.1%})   stale: {out['stale']}   missing: {out['missing']}")
+        if out["without_bias_field"]:
+            print(f"  {out['without_bias_field']} current points predate the bias field the server formula reads: "
+                  f"`{o.PROG} stats precompute` adds it")
         if "activation_flags" in out:
             print(f"  note: {out['activation_flags']}")
     else:

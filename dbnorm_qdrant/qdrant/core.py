@@ -58,8 +58,9 @@ class Core:
         self._fields: dict[str, tuple[str, ...]] = {}
         self._act: dict[StateKey, tuple[frozenset[int], frozenset[int]]] = {}
         self._payload_ready: set[StateKey] = set()
-        #: stored statistics without the fingerprint-named bias field (written before it existed)
-        self._legacy: set[StateKey] = set()
+        #: stored statistics without the fingerprint-named bias field (written before it existed): when seen
+        self._legacy: dict[StateKey, float] = {}
+        self._legacy_warned: set[StateKey] = set()
         self._warm: dict[StateKey, bool] = {}
         #: collection -> its vector names and (size, distance), read with the collection's description
         self._names: dict[str, dict[str, tuple[int, str]]] = {}
@@ -127,20 +128,24 @@ class Core:
         """A precompute has just written current statistics, with the bias field, for every point."""
         with self._lock:
             self._payload_ready.add(sk)
-            self._legacy.discard(sk)
+            self._legacy.pop(sk, None)
 
     def bias_stored(self, sk: StateKey) -> bool:
         """Whether the stored statistics are taken to carry the bias field the cheaper server formula
-        reads (:func:`~.server_path.bias_field`): yes until a point shows otherwise (:meth:`mark_legacy`)."""
-        return sk not in self._legacy
+        reads (:func:`~.server_path.bias_field`): yes unless a point showed otherwise (:meth:`mark_legacy`)
+        less than ``names_check_s`` ago, so a precompute run by another process is picked up within
+        that time (the next query tries the field again, and a legacy point marks it again)."""
+        at = self._legacy.get(sk)
+        return at is None or time.monotonic() - at >= self.names_check_s
 
     def mark_legacy(self, sk: StateKey) -> None:
         """Record that the stored statistics lack the bias field: the server formula reads the
         statistics fields instead, until a precompute writes it (logged once)."""
         with self._lock:
-            if sk in self._legacy:
+            self._legacy[sk] = time.monotonic()
+            if sk in self._legacy_warned:
                 return
-            self._legacy.add(sk)
+            self._legacy_warned.add(sk)
         logger.warning("the statistics stored in collection %r predate the bias field (%s): the server formula "
                        "reads every statistic instead; run precompute again for the cheaper formula.", sk[0], sk[2])
 
@@ -159,7 +164,7 @@ class Core:
             self._nz = {k: v for k, v in self._nz.items() if k[0] != collection}
             self._act = {k: v for k, v in self._act.items() if k[0] != collection}
             self._payload_ready = {k for k in self._payload_ready if k[0] != collection}
-            self._legacy = {k for k in self._legacy if k[0] != collection}
+            self._legacy = {k: v for k, v in self._legacy.items() if k[0] != collection}
             self._warm = {k: v for k, v in self._warm.items() if k[0] != collection}
             self._names.pop(collection, None)
             self._names_at.pop(collection, None)

@@ -258,6 +258,13 @@ def test_search_refuses_what_query_refuses(shard, data):
         es.search(data["Q"][1], using="w")
     with pytest.raises(InputError, match="a sequence of floats"):
         es.search(["a"] * DIM)
+    # finite and non-zero in float64 but not in the engine's float32: refused as query() refuses them
+    with pytest.raises(InputError, match="zero"):
+        es.search([1e-46] * DIM)
+    with pytest.raises(InputError, match="infinite"):
+        es.search([1e39] + [0.1] * (DIM - 1))
+    with pytest.raises(InputError, match="limit must be a positive integer"):
+        es.search(data["Q"][1], limit=-1)
     bad = data["Q"][1].tolist()
     bad[5] = None
     with pytest.raises(InputError, match="sequence of floats|list of numbers"):

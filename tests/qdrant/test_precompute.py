@@ -11,6 +11,7 @@ from qdrant_helpers import make_collection, top_order
 from dbnorm_qdrant.core.methods import Params, bias
 from dbnorm_qdrant.errors import InputError as _IE
 from dbnorm_qdrant.qdrant import BankSet, DBNormClient
+from dbnorm_qdrant.qdrant.core import Core
 
 
 def test_refresh_after_points_added_and_server_fallback(qclient, small, cname):
@@ -140,8 +141,11 @@ def test_the_server_formula_reads_the_bias_field_and_older_statistics_still_serv
     assert caplog.text.count("predate the bias field") == 1
     formulas = [f for f in seen if isinstance(f, models.FormulaQuery)]
     assert not any(field in str(f) for f in formulas[1:])  # after the first: the formula over every statistic
-    rep = fresh.precompute(cname, progress=False)
+    other = DBNormClient(qclient, banks=banks, params={"method": "dualis"})  # e.g. the CLI, another process
+    rep = other.precompute(cname, progress=False)
     assert rep.written == len(small["G"]) and rep.skipped == 0  # the old records lack the field: rewritten
+    fresh.query_points(cname, query=qs[0], limit=5, candidates=400, mode="server")
+    monkeypatch.setattr(Core, "names_check_s", 0.0)  # the serving wrapper tries the field again (every 30 s)
     seen.clear()
     got = [[p.id for p in fresh.query_points(cname, query=q, limit=5, candidates=400, mode="server").points]
            for q in qs]
