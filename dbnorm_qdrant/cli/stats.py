@@ -8,9 +8,9 @@ import time
 from collections import Counter
 from typing import Any, Iterator
 
+from ..qdrant.server_path import bias_field
 from . import common as c
 from . import options as o
-from ..qdrant.server_path import bias_field
 from .qdrant_io import Qdrant, open_qdrant
 
 _DOCS = {

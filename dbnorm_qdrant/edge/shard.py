@@ -193,7 +193,8 @@ class DBNormEdgeShard(_ShardAPI):
                                   score_threshold=score_threshold, with_payload=with_payload, with_vector=with_vector)
         except (TypeError, ValueError, OverflowError) as exc:
             raise InputError(f"search(): {exc} (limit={limit!r}, offset={offset!r}); limit must be a positive "
-                             "integer, offset a non-negative one, filter and params the engine's own objects.") from None
+                             "integer, offset a non-negative one, filter and params the engine's own "
+                             "objects.") from None
         if overrides.get("rerank") is False:
             with engine_errors("a query"):
                 return self.shard.query(req)
