@@ -95,21 +95,20 @@ def run_precompute(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fingerprints(args: argparse.Namespace, q: Qdrant, total: int) -> tuple[Counter, Counter]:
-    """How many points carry each stored fingerprint (``None``: no statistics), and how many of
-    those also carry that fingerprint's bias field (``b_<fp>``, what the server formula reads)."""
+def _fingerprints(args: argparse.Namespace, q: Qdrant, total: int, field: str | None = None) -> tuple[Counter, int]:
+    """How many points carry each stored fingerprint (``None``: no statistics), and how many
+    records hold ``field`` (the bias field of the expected normaliser, what the server formula
+    reads: :func:`~dbnorm_qdrant.qdrant.server_path.bias_field`)."""
     from ..qdrant.sources import iter_pages
 
     fps: Counter[str | None] = Counter()
-    biased: Counter[str] = Counter()
+    biased = 0
     with c.progress(args, total=total, desc=f"scanning {args.collection}", unit="pt") as bar:
         for recs in iter_pages(q.client, args.collection, with_payload=[args.payload_key]):
             for r in recs:
                 rec = (r.payload or {}).get(args.payload_key)
-                fp = rec.get("fp") if isinstance(rec, dict) else None
-                fps[fp] += 1
-                if fp is not None and f"b_{fp}" in rec:
-                    biased[fp] += 1
+                fps[rec.get("fp") if isinstance(rec, dict) else None] += 1
+                biased += field is not None and isinstance(rec, dict) and field in rec
             bar.update(len(recs))
     return fps, biased
 
@@ -125,7 +124,8 @@ def run_status(args: argparse.Namespace) -> int:
             _, nz = _db_for(args, q, bank_set, stored, paired)
             expected, params = nz.fingerprint, nz.params
         total = q.count(args.collection)
-        fps, biased = _fingerprints(args, q, total)
+        field = None if expected is None else bias_field(params, expected)
+        fps, biased = _fingerprints(args, q, total, field)
         indexes = _index_vectors(q, args.collection)
     missing = fps.pop(None, 0)
     with_stats = sum(fps.values())
@@ -137,7 +137,7 @@ def run_status(args: argparse.Namespace) -> int:
     if expected is not None:
         current = fps.get(expected, 0)
         # statistics stored before the bias field existed: served, but the next precompute rewrites them
-        no_bias = current - biased.get(expected, 0) if bias_field(params, expected) is not None else 0
+        no_bias = current - biased if field is not None else 0
         out.update(fingerprint=expected, current=current, stale=with_stats - current,
                    coverage=(current / total) if total else 0.0, params=params.to_dict(),
                    without_bias_field=no_bias, up_to_date=current == total and no_bias == 0)

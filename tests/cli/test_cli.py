@@ -97,6 +97,7 @@ def test_bank_build_precompute_status_resume(files, qpath, tmp_path):
     assert again["written"] == 0 and again["skipped"] == N_G  # resumable: current points are skipped
     st = json.loads(ok(cli("stats", "status", *common)).stdout)
     assert st["points"] == N_G and st["current"] == N_G and st["stale"] == 0 and st["up_to_date"]
+    assert st["without_bias_field"] == 0  # written with the bias field the server formula reads
     assert st["fingerprint"] == pre["fingerprint"]
     # other parameters: everything stored is stale for them
     st2 = json.loads(ok(cli("stats", "status", *common, "--method", "dualis", "--beta-q", "10")).stdout)
